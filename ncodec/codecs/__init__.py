@@ -1,0 +1,1 @@
+"""Codec objects, the container format and the registry of shipped codecs (later issues)."""

@@ -1,0 +1,1 @@
+"""Metrics, classical baselines, BD-rate and plots (later issues)."""

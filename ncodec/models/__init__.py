@@ -1,0 +1,1 @@
+"""Model building blocks: layers, quantizers, image/audio/video/INR models (later issues)."""

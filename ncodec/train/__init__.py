@@ -1,0 +1,1 @@
+"""Trainer, losses and datasets (later issues)."""
