@@ -58,8 +58,8 @@ def _int32(x: TensorLike, name: str) -> torch.Tensor:
     t = torch.as_tensor(x)
     if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
         raise ValueError(f"{name} must hold integers, got {t.dtype}")
-    if t.dtype not in (torch.int32,):
-        if t.numel() and (t.min() < -(2**31) or t.max() > 2**31 - 1):
+    if t.dtype in (torch.int64, torch.uint32, torch.uint64) and t.numel():
+        if int(t.min()) < -(2**31) or int(t.max()) > 2**31 - 1:
             raise ValueError(f"{name} has values outside the int32 range")
     return t.to(device="cpu", dtype=torch.int32).contiguous()
 
