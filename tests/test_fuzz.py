@@ -38,3 +38,13 @@ def test_sanitized_core_fuzz(tmp_path):
     assert proc.returncode == 0, f"sanitizer run failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}"
     counts = dict(re.findall(r"(\w+)=(\d+)", proc.stdout))
     assert int(counts["roundtrips"]) == 200 and int(counts["mutated"]) == 20000
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc")
+def test_core_compiles_as_cuda_device_code(tmp_path):
+    """The coder core is one header for the CPU build and a CUDA build (compile only: no GPU)."""
+    proc = subprocess.run(
+        ["nvcc", "-std=c++17", "-c", "-I", EXT, os.path.join(HERE, "cuda_core_check.cu"),
+         "-o", str(tmp_path / "cuda_core_check.o")],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]

@@ -82,6 +82,14 @@ def _per_symbol_table(cdfs: TensorLike, cdf_lengths: TensorLike, offsets: Tensor
     )
 
 
+def _like(out: torch.Tensor, reference: TensorLike, shape) -> torch.Tensor:
+    """`out` reshaped, on the device of `reference` when that is a tensor (e.g. CUDA)."""
+    out = out.reshape(shape)
+    if isinstance(reference, torch.Tensor) and reference.device != out.device:
+        out = out.to(reference.device)
+    return out
+
+
 def _threads(num_threads: Optional[int]) -> int:
     if num_threads is None:
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -138,7 +146,7 @@ def decode(
     """Decode a stream written by :func:`encode` (or :class:`RangeEncoder`).
 
     Returns:
-        torch.int32 tensor shaped like ``indexes``.
+        torch.int32 tensor shaped like ``indexes``, on its device.
 
     Raises:
         ncodec.BitstreamError: the stream is malformed, truncated, has trailing bytes, holds
@@ -149,7 +157,7 @@ def decode(
     out = _coder.decode_indexed(
         data, indexes_t.reshape(-1), *_table(cdfs, cdf_lengths, offsets), _threads(num_threads)
     )
-    return out.reshape(indexes_t.shape)
+    return _like(out, indexes, indexes_t.shape)
 
 
 def encode_with_cdfs(
@@ -182,10 +190,9 @@ def decode_with_cdfs(
     *,
     num_threads: Optional[int] = None,
 ) -> torch.Tensor:
-    """Decode a stream of :func:`encode_with_cdfs`; returns int32 shaped like ``cdf_lengths``."""
-    shape = torch.as_tensor(cdf_lengths).shape
+    """Decode a stream of :func:`encode_with_cdfs`; int32 shaped like ``cdf_lengths``, on its device."""
     out = _coder.decode_per_symbol(data, *_per_symbol_table(cdfs, cdf_lengths, offsets), _threads(num_threads))
-    return out.reshape(shape)
+    return _like(out, cdf_lengths, torch.as_tensor(cdf_lengths).shape)
 
 
 class RangeEncoder:
@@ -241,12 +248,12 @@ class RangeDecoder:
         """Next ``indexes.numel()`` symbols, coded with rows ``indexes``; int32, shaped like it."""
         indexes_t = _int32(indexes, "indexes")
         out = self._impl.decode(indexes_t.reshape(-1), *_table(cdfs, cdf_lengths, offsets))
-        return out.reshape(indexes_t.shape)
+        return _like(out, indexes, indexes_t.shape)
 
     def decode_with_cdfs(self, cdfs: TensorLike, cdf_lengths: TensorLike, offsets: TensorLike) -> torch.Tensor:
         """Next symbols, one per row of ``cdfs`` ``[*S, width]``; int32 shaped ``[*S]``."""
-        shape = torch.as_tensor(cdf_lengths).shape
-        return self._impl.decode_with_cdfs(*_per_symbol_table(cdfs, cdf_lengths, offsets)).reshape(shape)
+        out = self._impl.decode_with_cdfs(*_per_symbol_table(cdfs, cdf_lengths, offsets))
+        return _like(out, cdf_lengths, torch.as_tensor(cdf_lengths).shape)
 
     @property
     def symbols_left(self) -> int:
