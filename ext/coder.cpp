@@ -115,9 +115,34 @@ Table make_table(const torch::Tensor& cdfs, const torch::Tensor& lengths,
 // Coding runs of symbols
 // ---------------------------------------------------------------------------------------
 
-struct VectorSink {
-  std::vector<uint8_t>& bytes;
-  void put(uint8_t b) { bytes.push_back(b); }
+// Appends to a std::vector through a raw cursor that the compiler can keep in registers
+// (push_back through a reference reloads the vector's pointers for every byte). Call
+// commit() when done: it trims the vector to the bytes written.
+struct ByteSink {
+  std::vector<uint8_t>* bytes = nullptr;
+  uint8_t* cur = nullptr;
+  uint8_t* end = nullptr;
+
+  void open(std::vector<uint8_t>& v) {
+    bytes = &v;
+    const size_t used = v.size();
+    v.resize(std::max<size_t>(2 * used, used + 256));
+    cur = v.data() + used;
+    end = v.data() + v.size();
+  }
+  void put(uint8_t b) {
+    if (__builtin_expect(cur == end, 0)) grow();
+    *cur++ = b;
+  }
+  void commit() { bytes->resize(static_cast<size_t>(cur - bytes->data())); }
+
+ private:
+  __attribute__((noinline)) void grow() {
+    const size_t used = static_cast<size_t>(cur - bytes->data());
+    bytes->resize(2 * used + 256);
+    cur = bytes->data() + used;
+    end = bytes->data() + bytes->size();
+  }
 };
 
 [[noreturn]] __attribute__((noinline, cold)) void bad_index(int64_t global, int32_t r, int64_t rows) {
@@ -142,7 +167,7 @@ inline int64_t row_of(const int32_t* indexes, int64_t j, int64_t global, const T
 }
 
 template <bool kIndexed>
-inline void encode_one(EncoderState& enc, VectorSink& sink, const int32_t* symbols,
+inline void encode_one(EncoderState& enc, ByteSink& sink, const int32_t* symbols,
                        const int32_t* indexes, int64_t j, const Table& t, int64_t first) {
   const int64_t r = row_of<kIndexed>(indexes, j, first + j, t);
   const int64_t value = static_cast<int64_t>(symbols[j]) - t.offsets[r];
@@ -168,8 +193,10 @@ inline void decode_one(DecoderState& dec, int32_t* out, const int32_t* indexes, 
 template <bool kIndexed>
 void encode_run(EncoderState& enc, std::vector<uint8_t>& out, const int32_t* symbols,
                 const int32_t* indexes, int64_t count, const Table& t, int64_t first) {
-  VectorSink sink{out};
+  ByteSink sink;
+  sink.open(out);
   for (int64_t j = 0; j < count; ++j) encode_one<kIndexed>(enc, sink, symbols, indexes, j, t, first);
+  sink.commit();
 }
 
 template <bool kIndexed>
@@ -179,8 +206,10 @@ void decode_run(DecoderState& dec, int32_t* out, const int32_t* indexes, int64_t
 }
 
 void finish_lane(EncoderState& enc, std::vector<uint8_t>& out) {
-  VectorSink sink{out};
+  ByteSink sink;
+  sink.open(out);
   enc.flush(sink);
+  sink.commit();
   while (!out.empty() && out.back() == 0) out.pop_back();  // the decoder reads zeros past the end
 }
 
@@ -301,20 +330,23 @@ py::bytes encode_impl(const torch::Tensor& symbols, const torch::Tensor& indexes
     for_each_lane_group(lanes, threads, [&](int64_t k0, int64_t m) {
       LaneSpan span[kInterleave];
       EncoderState enc[kInterleave];
-      std::vector<VectorSink> sinks;
+      ByteSink sinks[kInterleave];
       int64_t counts[kInterleave];
       for (int64_t l = 0; l < m; ++l) {
         span[l] = lane_span<kIndexed>(t, n, lane_size, k0 + l);
         counts[l] = span[l].count;
-        out[k0 + l].reserve(static_cast<size_t>(span[l].count / 2 + 16));
-        sinks.push_back(VectorSink{out[k0 + l]});
+        out[k0 + l].reserve(static_cast<size_t>(span[l].count / 2 + 256));
+        sinks[l].open(out[k0 + l]);
       }
       interleave(counts, m, [&](int64_t l, int64_t j) {
         const LaneSpan& s = span[l];
         encode_one<kIndexed>(enc[l], sinks[l], sym + s.first, kIndexed ? idx + s.first : nullptr,
                              j, s.table, s.first);
       });
-      for (int64_t l = 0; l < m; ++l) finish_lane(enc[l], out[k0 + l]);
+      for (int64_t l = 0; l < m; ++l) {
+        sinks[l].commit();
+        finish_lane(enc[l], out[k0 + l]);
+      }
     });
   }
   return to_bytes(write_header(n, lane_size, out), out);
