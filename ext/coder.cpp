@@ -274,6 +274,20 @@ inline void interleave(const int64_t* counts, int64_t m, Step step) {
   }
 }
 
+// The table for symbols [first, first + count) of a call: shared tables are used as they
+// are, per-symbol tables (row i = symbol i) are shifted to start at `first`.
+template <bool kIndexed>
+Table sub_table(const Table& t, int64_t first, int64_t count) {
+  Table part = t;
+  if (!kIndexed) {
+    part.cdf += first * t.stride;
+    part.lengths += first;
+    part.offsets += first;
+    part.rows = count;
+  }
+  return part;
+}
+
 // The part of a batch call that lane k covers.
 struct LaneSpan {
   int64_t first = 0;  // global position of the lane's first symbol
@@ -286,13 +300,7 @@ LaneSpan lane_span(const Table& t, int64_t n, int64_t lane_size, int64_t k) {
   LaneSpan s;
   s.first = k * lane_size;
   s.count = std::min(n, s.first + lane_size) - s.first;
-  s.table = t;
-  if (!kIndexed) {
-    s.table.cdf += s.first * t.stride;
-    s.table.lengths += s.first;
-    s.table.offsets += s.first;
-    s.table.rows = s.count;
-  }
+  s.table = sub_table<kIndexed>(t, s.first, s.count);
   return s;
 }
 
@@ -494,13 +502,7 @@ class StreamEncoder {
     int64_t done = 0;
     while (done < n) {
       const int64_t take = std::min(n - done, lane_size_ - in_lane_);
-      Table part = t;
-      if (!kIndexed) {
-        part.cdf += done * t.stride;
-        part.lengths += done;
-        part.offsets += done;
-        part.rows = take;
-      }
+      const Table part = sub_table<kIndexed>(t, done, take);
       encode_run<kIndexed>(enc_, current_, sym + done, kIndexed ? idx + done : nullptr, take, part,
                            count_);
       done += take;
@@ -567,13 +569,7 @@ class StreamDecoder {
       }
       const int64_t lane_len = std::min(header_.lane_size, header_.n_symbols - lane_ * header_.lane_size);
       const int64_t take = std::min(n - done, lane_len - in_lane);
-      Table part = t;
-      if (!kIndexed) {
-        part.cdf += done * t.stride;
-        part.lengths += done;
-        part.offsets += done;
-        part.rows = take;
-      }
+      const Table part = sub_table<kIndexed>(t, done, take);
       decode_run<kIndexed>(dec_, out + done, kIndexed ? idx + done : nullptr, take, part, count_,
                            lane_);
       done += take;
