@@ -1,7 +1,65 @@
-"""ncodec: learned image, audio and video codecs over one exact, fast and safe bitstream."""
+"""ncodec: learned image, audio and video codecs over one exact, fast and safe bitstream.
+
+>>> import ncodec
+>>> codec = ncodec.load("mbt2018-mean", quality=3)      # or ncodec.load() for the default
+>>> data = codec.compress(image)                          # uint8 or float [C, H, W] -> bytes
+>>> x_hat = ncodec.decompress(data)                       # picks the codec from the header
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Optional
 
 __version__ = "0.1.0"
 
 from ncodec.errors import BitstreamError  # noqa: E402
 
-__all__ = ["BitstreamError", "__version__"]
+__all__ = ["BitstreamError", "__version__", "decompress", "list_codecs", "load"]
+
+
+def list_codecs() -> list:
+    """The shipped codecs (:class:`ncodec.codecs.registry.CodecInfo`: name, modality,
+    qualities, default_quality, default, description, weights)."""
+    from ncodec.codecs.registry import list_codecs as _list
+
+    return _list()
+
+
+def load(name: Optional[str] = None, quality: Optional[int] = None, *, device: str = "cpu",
+         modality: str = "image") -> Any:
+    """A codec object with ``compress(x) -> bytes`` and ``decompress(data) -> tensor``.
+
+    Args:
+        name: registry name (see :func:`list_codecs`); default: the modality's default codec.
+        quality: quality level; default: the codec's default quality.
+        device: "cpu" or "cuda" (where the model runs; the bytes are the same).
+        modality: which default to use when ``name`` is None.
+    """
+    from ncodec.codecs import registry
+
+    return registry.create(name or registry.default_codec(modality), quality, device)
+
+
+@lru_cache(maxsize=8)
+def _cached(name: str, quality: int, device: str) -> Any:
+    return load(name, quality, device=device)
+
+
+def decompress(data: bytes, *, device: str = "cpu") -> Any:
+    """Decode any ncodec file: the codec and quality are read from its header."""
+    from ncodec.codecs import container, registry
+
+    header = container.read_header(data)
+    try:
+        registry.codec_info(header.codec)
+    except ValueError:
+        raise BitstreamError(f"file was made by codec {header.codec!r}, which this ncodec does not have") from None
+    quality = header.meta.get("quality") if isinstance(header.meta, dict) else None
+    if not isinstance(quality, int):
+        raise BitstreamError("file header has no integer quality")
+    try:
+        codec = _cached(header.codec, quality, str(device))
+    except ValueError as exc:
+        raise BitstreamError(f"file needs {header.codec} at quality {quality}: {exc}") from None
+    return codec.decompress(data)

@@ -1,8 +1,8 @@
 """The ``ncodec`` command line.
 
-Subcommands (this release): ``demo``. Later releases add ``encode``, ``decode``, ``info``,
-``models``, ``eval`` and ``train``: each subcommand is a ``_add_<name>`` function that
-registers its parser and sets ``handler`` to a ``_cmd_<name>(args) -> int`` function.
+Subcommands: ``encode``, ``decode``, ``info``, ``models``, ``demo`` (later: ``eval``,
+``train``). Each subcommand is an ``_add_<name>`` function that registers its parser and sets
+``handler`` to a ``_cmd_<name>(args) -> int`` function.
 
 Errors that come from the user's input or environment (a bad stream, a bad value, a file
 that cannot be read or written) print one line on stderr and exit with status 1; no
@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Optional, Sequence
+from pathlib import Path
+from typing import Callable, Optional, Sequence
 
 import ncodec
 from ncodec.errors import BitstreamError
@@ -64,6 +65,155 @@ def _add_demo(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> Non
     p.set_defaults(handler=_cmd_demo)
 
 
+# --------------------------------------------------------------------------- encode / decode
+
+def _device(name: str) -> str:
+    """argparse type: a torch device that exists here."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"not a device: {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError("CUDA is not available on this machine")
+    return name
+
+
+def _expand(inputs: Sequence[str], suffixes: Sequence[str]) -> list[Path]:
+    """Input files, with directories replaced by their files of the given suffixes (sorted)."""
+    files: list[Path] = []
+    for name in inputs:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes and p.is_file())
+            if not found:
+                raise ValueError(f"{path}: no {'/'.join(suffixes)} files in this directory")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"{path}: no such file or directory")
+    return files
+
+
+def _plan(inputs: Sequence[str], output: str, in_suffixes: Sequence[str], out_suffix: str) -> list[tuple[Path, Path]]:
+    """(source, destination) pairs: one file to one file, or many into the OUTPUT directory."""
+    if not inputs:
+        raise ValueError("give one or more INPUT paths and then the OUTPUT path")
+    files = _expand(inputs, in_suffixes)
+    out = Path(output)
+    single = len(inputs) == 1 and len(files) == 1 and not Path(inputs[0]).is_dir()
+    if single and not out.is_dir() and not output.endswith(("/", "\\")):
+        jobs = [(files[0], out)]
+    else:
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"{out}: several inputs need an output directory, this is a file")
+        jobs = [(f, out / (f.stem + out_suffix)) for f in files]
+        names = [dst for _, dst in jobs]
+        if len(set(names)) != len(names):
+            raise ValueError("two inputs would write the same output name; give them distinct names")
+    for src, dst in jobs:
+        if dst.resolve() == src.resolve():
+            raise ValueError(f"{src}: output would overwrite the input")
+    return jobs
+
+
+def _run_jobs(jobs: list[tuple[Path, Path]], work: Callable[[Path, Path], None], what: str) -> None:
+    """Runs work(src, dst) for every job, with a progress bar when there are several."""
+    from tqdm import tqdm
+
+    for src, dst in tqdm(jobs, desc=what, unit="file", disable=len(jobs) < 2, file=sys.stderr):
+        work(src, dst)
+
+
+def _cmd_encode(args: argparse.Namespace) -> int:
+    import ncodec
+    from ncodec.io import IMAGE_SUFFIXES, read_image, write_atomic
+
+    jobs = _plan(args.paths[:-1], args.paths[-1], IMAGE_SUFFIXES, ".ncb")
+    codec = ncodec.load(args.codec, args.quality, device=args.device)
+
+    def encode(src: Path, dst: Path) -> None:
+        write_atomic(dst, codec.compress(read_image(src)), force=args.force)
+
+    _run_jobs(jobs, encode, "encode")
+    return 0
+
+
+def _cmd_decode(args: argparse.Namespace) -> int:
+    import ncodec
+    from ncodec.io import image_bytes, write_atomic
+
+    jobs = _plan(args.paths[:-1], args.paths[-1], (".ncb",), ".png")
+
+    def decode(src: Path, dst: Path) -> None:
+        x_hat = ncodec.decompress(src.read_bytes(), device=args.device)
+        write_atomic(dst, image_bytes(x_hat, dst.suffix or ".png"), force=args.force)
+
+    _run_jobs(jobs, decode, "decode")
+    return 0
+
+
+def _add_encode(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("encode", help="compress images (PNG, JPEG) to .ncb files",
+                       description="Compress INPUT (a file, several files or directories) to OUTPUT "
+                                   "(a file, or a directory for several inputs).")
+    p.add_argument("paths", nargs="+", metavar="INPUT... OUTPUT")
+    p.add_argument("--codec", default=None, help="codec name (see `ncodec models`; default: the image default)")
+    p.add_argument("--quality", type=_positive_int, default=None, help="quality level (default: the codec's)")
+    p.add_argument("--device", type=_device, default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.set_defaults(handler=_cmd_encode)
+
+
+def _add_decode(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("decode", help="decompress .ncb files to PNG (or JPEG by suffix)",
+                       description="Decompress INPUT (a .ncb file, several, or directories) to OUTPUT.")
+    p.add_argument("paths", nargs="+", metavar="INPUT... OUTPUT")
+    p.add_argument("--device", type=_device, default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.set_defaults(handler=_cmd_decode)
+
+
+# --------------------------------------------------------------------------- info / models
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from ncodec.codecs.container import ContainerReader
+
+    with open(args.file, "rb") as f:
+        summary = ContainerReader(f).summary()
+    if args.json:
+        print(json.dumps(summary, indent=2, sort_keys=True))
+        return 0
+    for key, value in summary.items():
+        print(f"{key:>16}: {json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value}")
+    return 0
+
+
+def _add_info(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("info", help="show a .ncb file's header and sizes")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_cmd_info)
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    rows = [(i.name + (" (default)" if i.default else ""), i.modality,
+             f"{min(i.qualities)}-{max(i.qualities)} (default {i.default_quality})", i.weights, i.description)
+            for i in ncodec.list_codecs()]
+    headers = ("codec", "modality", "qualities", "weights", "description")
+    widths = [max(len(str(r[k])) for r in [headers, *rows]) for k in range(len(headers))]
+    for row in [headers, tuple("-" * w for w in widths), *rows]:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def _add_models(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("models", help="list the shipped codecs and their qualities")
+    p.set_defaults(handler=_cmd_models)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
@@ -71,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {ncodec.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _add_demo(sub)
+    for add in (_add_encode, _add_decode, _add_info, _add_models, _add_demo):
+        add(sub)
     return parser
 
 

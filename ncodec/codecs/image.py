@@ -1,0 +1,207 @@
+"""Image codec objects: a learned image model, its input handling, and the container.
+
+``ImageCodec.compress`` takes RGB or grayscale 8-bit images of any size, pads them to the
+model's alignment, runs the model, and writes each image's substreams into one ncodec
+container; ``decompress`` checks the container and the model fingerprint, decodes, and
+crops back. Every byte of the substreams comes from ncodec's range coder (the models'
+entropy models are ncodec's, see ncodec.entropy.models).
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+
+from ncodec.codecs import container
+from ncodec.codecs.registry import CodecInfo, register
+from ncodec.errors import BitstreamError
+from ncodec.models import image as image_models
+
+__all__ = ["ImageCodec"]
+
+ImageInput = Union[torch.Tensor, "numpy.ndarray"]  # noqa: F821
+DEFAULT_IMAGE_CODEC = "mbt2018-mean"
+
+
+def substream_names(count: int) -> tuple[str, ...]:
+    """Names of a model's entropy streams, in CompressAI's order (the hyperprior last)."""
+    if count == 1:
+        return ("y",)
+    if count == 2:
+        return ("y", "z")
+    return tuple(f"y{i}" for i in range(count - 1)) + ("z",)
+
+
+def _shape_to_json(shape: Any) -> Any:
+    """CompressAI's latent shape (torch.Size, or lists/dicts of them) as JSON lists."""
+    if isinstance(shape, dict):
+        return {k: _shape_to_json(v) for k, v in shape.items()}
+    if isinstance(shape, (list, tuple)) and shape and not isinstance(shape[0], int):
+        return [_shape_to_json(s) for s in shape]
+    return [int(v) for v in shape]
+
+
+def _shape_from_json(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _shape_from_json(v) for k, v in obj.items()}
+    if not isinstance(obj, list) or not all(isinstance(v, (int, list)) for v in obj):
+        raise BitstreamError("container metadata has a malformed latent shape")
+    if all(isinstance(v, int) for v in obj):
+        if not all(0 < v <= 1 << 20 for v in obj):
+            raise BitstreamError(f"container metadata has an out-of-range latent shape {obj}")
+        return torch.Size(obj)
+    return [_shape_from_json(v) for v in obj]
+
+
+def to_float_batch(x: ImageInput) -> tuple[torch.Tensor, int]:
+    """Validate an image or batch and return it as float ``[B, C, H, W]`` in [0, 1].
+
+    Accepts ``[C, H, W]`` or ``[B, C, H, W]`` with C = 1 (grayscale) or 3 (RGB), as uint8
+    (0..255) or floating point in [0, 1]. Returns the batch and the channel count C.
+    """
+    t = torch.as_tensor(x)
+    if t.dim() not in (3, 4):
+        raise ValueError(f"expected an image [C, H, W] or a batch [B, C, H, W], got shape {tuple(t.shape)}")
+    batch = t if t.dim() == 4 else t.unsqueeze(0)
+    b, c, h, w = batch.shape
+    if c in (2, 4):
+        raise ValueError(f"images with an alpha channel are not supported ({c} channels); drop it first")
+    if c not in (1, 3):
+        raise ValueError(f"expected 1 (grayscale) or 3 (RGB) channels, got {c}")
+    if b == 0 or h == 0 or w == 0:
+        raise ValueError(f"empty image: shape {tuple(t.shape)}")
+    if batch.dtype == torch.uint8:
+        return batch.float() / 255.0, c
+    if not batch.is_floating_point():
+        raise ValueError(f"expected uint8 (8-bit) or float images in [0, 1], got {batch.dtype} "
+                         "(16-bit and other integer images are not supported)")
+    batch = batch.float()
+    if not torch.isfinite(batch).all() or batch.min() < 0 or batch.max() > 1:
+        raise ValueError("float images must be finite and in [0, 1]")
+    return batch, c
+
+
+class ImageCodec:
+    """A learned image codec at one quality.
+
+    Args:
+        name: registry name, written in every file.
+        quality: quality level (1 .. 8).
+        model: a CompressAI-style model whose entropy models are ncodec's, after ``update()``.
+        device: where the model runs ("cpu" or "cuda").
+    """
+
+    modality = "image"
+
+    def __init__(self, name: str, quality: int, model: torch.nn.Module, device: torch.device | str = "cpu"):
+        self.name = name
+        self.quality = quality
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.alignment = image_models.ARCHITECTURES[name].alignment
+        self.fingerprint = image_models.model_fingerprint(self.model)
+
+    def __repr__(self) -> str:
+        return f"ImageCodec({self.name!r}, quality={self.quality}, device={self.device})"
+
+    # ---------------------------------------------------------------- encoding
+
+    def compress(self, x: ImageInput) -> Union[bytes, list[bytes]]:
+        """Code an image ``[C, H, W]`` (bytes) or a batch ``[B, C, H, W]`` (a list, one file each).
+
+        Images are uint8 or float in [0, 1], RGB (C = 3) or grayscale (C = 1), any size.
+        """
+        batch, channels = to_float_batch(x)
+        files = [self._compress_one(img.unsqueeze(0), channels) for img in batch]
+        return files if torch.as_tensor(x).dim() == 4 else files[0]
+
+    def _compress_one(self, img: torch.Tensor, channels: int) -> bytes:
+        _, _, h, w = img.shape
+        rgb = img.expand(-1, 3, -1, -1) if channels == 1 else img
+        padded = F.pad(rgb, (0, -w % self.alignment, 0, -h % self.alignment), mode="replicate")
+        with torch.inference_mode():
+            out = self.model.compress(padded.to(self.device))
+        streams = [s[0] for s in out["strings"]]
+        header = container.Header(
+            codec=self.name,
+            fingerprint=self.fingerprint,
+            modality="image",
+            substreams=substream_names(len(streams)),
+            meta={"width": w, "height": h, "channels": channels, "bit_depth": 8,
+                  "color": "gray" if channels == 1 else "rgb", "quality": self.quality,
+                  "latent_shape": _shape_to_json(out["shape"])},
+        )
+        return container.pack(header, [streams])
+
+    # ---------------------------------------------------------------- decoding
+
+    def decompress(self, data: bytes) -> torch.Tensor:
+        """Decode a file of this codec to float ``[C, H, W]`` in [0, 1] on the codec's device.
+
+        Raises:
+            ncodec.BitstreamError: not an ncodec file, damaged, or made by another codec,
+                quality or model (fingerprint mismatch).
+        """
+        header, chunks = container.unpack(data)
+        meta = self._check_header(header)
+        if len(chunks) != 1:
+            raise BitstreamError(f"an image file has 1 chunk, this one has {len(chunks)}")
+        strings = [[s] for s in chunks[0]]
+        with torch.inference_mode():
+            out = self.model.decompress(strings, _shape_from_json(meta["latent_shape"]))
+        x_hat = out["x_hat"].clamp(0, 1)
+        h, w, c = meta["height"], meta["width"], meta["channels"]
+        if x_hat.shape[-2] < h or x_hat.shape[-1] < w:
+            raise BitstreamError(f"decoded {tuple(x_hat.shape[-2:])} is smaller than the recorded {h}x{w}")
+        x_hat = x_hat[0, :, :h, :w]
+        return x_hat.mean(0, keepdim=True) if c == 1 else x_hat
+
+    def _check_header(self, header: container.Header) -> dict:
+        if header.codec != self.name:
+            raise BitstreamError(f"file was made by codec {header.codec!r}, this codec is {self.name!r}")
+        if header.fingerprint != self.fingerprint:
+            raise BitstreamError(
+                f"file was made by a {header.codec} model with fingerprint {header.fingerprint}, "
+                f"the loaded model (quality {self.quality}) has {self.fingerprint}")
+        meta = header.meta
+        for key in ("width", "height", "channels", "quality", "latent_shape"):
+            if key not in meta:
+                raise BitstreamError(f"image file header lacks {key!r}")
+        if not all(isinstance(meta[k], int) and 0 < meta[k] <= 1 << 16 for k in ("width", "height")):
+            raise BitstreamError(f"image file header has an invalid size {meta['width']}x{meta['height']}")
+        if meta["channels"] not in (1, 3):
+            raise BitstreamError(f"image file header has {meta['channels']} channels, expected 1 or 3")
+        if len(header.substreams) < 1:
+            raise BitstreamError("image file has no substreams")
+        return meta
+
+
+# -------------------------------------------------------------------- registry
+
+def _seed(name: str, quality: int) -> int:
+    return zlib.crc32(f"{name}/q{quality}".encode())
+
+
+def _factory(arch: str):
+    def build(quality: int, device: torch.device) -> ImageCodec:
+        # Untrained weights for now, seeded per (codec, quality) so that every machine builds
+        # the same model and files decode anywhere; trained weights replace these later.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_seed(arch, quality))
+            model = image_models.build_image_model(arch, **image_models.ARCHITECTURES[arch].channels(quality))
+        model.update(force=True)
+        return ImageCodec(arch, quality, model, device)
+
+    return build
+
+
+for _arch, _spec in image_models.ARCHITECTURES.items():
+    register(
+        CodecInfo(name=_arch, modality="image", qualities=_spec.qualities, default_quality=3,
+                  default=_arch == DEFAULT_IMAGE_CODEC, description=_spec.description,
+                  weights="random init (untrained)"),
+        _factory(_arch),
+    )

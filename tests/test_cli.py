@@ -1,0 +1,97 @@
+"""The `ncodec` command line: encode / decode / info / models on real images."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from PIL import Image
+
+from ncodec.cli import main
+from ncodec.io import _umask
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+IMAGES = os.path.join(HERE, "data", "images")
+PHOTO = os.path.join(IMAGES, "1025469_crop.jpg")
+GRAY = os.path.join(IMAGES, "962312_gray_crop.png")
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ncodec", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_encode_decode_info_round_trip(tmp_path, capsys):
+    ncb, png = tmp_path / "photo.ncb", tmp_path / "back.png"
+    assert main(["encode", PHOTO, str(ncb), "--quality", "1"]) == 0
+    assert main(["decode", str(ncb), str(png)]) == 0
+    with Image.open(PHOTO) as a, Image.open(png) as b:
+        assert a.size == b.size and b.mode == "RGB"
+    capsys.readouterr()
+    assert main(["info", str(ncb), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["file_size"] == os.path.getsize(ncb)
+    assert info["codec"] == "mbt2018-mean" and info["meta"]["quality"] == 1
+    assert sum(info["substream_bytes"].values()) + info["overhead_bytes"] == info["file_size"]
+    assert oct(os.stat(ncb).st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def test_grayscale_png_stays_grayscale(tmp_path):
+    ncb, png = tmp_path / "g.ncb", tmp_path / "g.png"
+    assert main(["encode", GRAY, str(ncb), "--codec", "bmshj2018-factorized", "--quality", "1"]) == 0
+    assert main(["decode", str(ncb), str(png)]) == 0
+    with Image.open(png) as im:
+        assert im.mode == "L"
+
+
+def test_refuses_to_overwrite_without_force(tmp_path):
+    out = tmp_path / "exists.ncb"
+    out.write_bytes(b"keep me")
+    proc = run("encode", PHOTO, str(out), "--quality", "1")
+    assert proc.returncode == 1
+    assert len(proc.stderr.strip().splitlines()) == 1 and "--force" in proc.stderr
+    assert out.read_bytes() == b"keep me"
+    assert main(["encode", PHOTO, str(out), "--quality", "1", "--force"]) == 0
+    assert out.read_bytes()[:4] == b"\x89NCB"
+
+
+def test_failed_decode_leaves_no_output(tmp_path):
+    good = tmp_path / "good.ncb"
+    assert main(["encode", PHOTO, str(good), "--quality", "1"]) == 0
+    bad = tmp_path / "bad.ncb"
+    data = bytearray(good.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    proc = run("decode", str(bad), str(tmp_path / "out.png"))
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in proc.stderr
+    assert sorted(os.listdir(tmp_path)) == ["bad.ncb", "good.ncb"]  # no output, no temp file
+
+
+def test_directories_with_progress(tmp_path):
+    src = tmp_path / "in"
+    shutil.copytree(IMAGES, src)
+    assert main(["encode", str(src), str(tmp_path / "coded"), "--quality", "1", "--codec", "bmshj2018-hyperprior"]) == 0
+    coded = sorted(os.listdir(tmp_path / "coded"))
+    assert coded == sorted(os.path.splitext(f)[0] + ".ncb" for f in os.listdir(src) if f.endswith((".png", ".jpg")))
+    assert main(["decode", str(tmp_path / "coded"), str(tmp_path / "decoded")]) == 0
+    assert len(os.listdir(tmp_path / "decoded")) == len(coded)
+
+
+def test_errors_are_one_line_with_nonzero_exit(tmp_path):
+    for args in (["encode", str(tmp_path / "missing.png"), str(tmp_path / "x.ncb")],
+                 ["encode", PHOTO, str(tmp_path / "x.ncb"), "--codec", "nope"],
+                 ["decode", PHOTO, str(tmp_path / "x.png")],
+                 ["info", PHOTO]):
+        proc = run(*args)
+        assert proc.returncode != 0, args
+        assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("ncodec: error:"), proc.stderr
+
+
+def test_models_lists_codecs(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in ("bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean (default)", "elic2022"):
+        assert name in out
