@@ -24,6 +24,9 @@ __all__ = ["ImageCodec"]
 
 ImageInput = Union[torch.Tensor, "numpy.ndarray"]  # noqa: F821
 DEFAULT_IMAGE_CODEC = "mbt2018-mean"
+# Whole-image models hold several float activations of the image's size: beyond this they
+# need tiling (a later release), so both sides refuse rather than exhaust memory.
+MAX_PIXELS = 1 << 26
 
 
 def substream_names(count: int) -> tuple[str, ...]:
@@ -44,16 +47,19 @@ def _shape_to_json(shape: Any) -> Any:
     return [int(v) for v in shape]
 
 
-def _shape_from_json(obj: Any) -> Any:
+def _shape_from_json(obj: Any, limit: int, depth: int = 0) -> Any:
+    """Inverse of _shape_to_json; every dimension must lie in 1..limit (bounded memory)."""
+    if depth > 4:
+        raise BitstreamError("container metadata has a malformed latent shape (nested too deep)")
     if isinstance(obj, dict):
-        return {k: _shape_from_json(v) for k, v in obj.items()}
-    if not isinstance(obj, list) or not all(isinstance(v, (int, list)) for v in obj):
+        return {k: _shape_from_json(v, limit, depth + 1) for k, v in obj.items()}
+    if not isinstance(obj, list) or not obj or not all(isinstance(v, (int, list)) for v in obj):
         raise BitstreamError("container metadata has a malformed latent shape")
     if all(isinstance(v, int) for v in obj):
-        if not all(0 < v <= 1 << 20 for v in obj):
-            raise BitstreamError(f"container metadata has an out-of-range latent shape {obj}")
+        if not all(0 < v <= limit for v in obj):
+            raise BitstreamError(f"container metadata has a latent shape {obj} out of range 1..{limit}")
         return torch.Size(obj)
-    return [_shape_from_json(v) for v in obj]
+    return [_shape_from_json(v, limit, depth + 1) for v in obj]
 
 
 def to_float_batch(x: ImageInput) -> tuple[torch.Tensor, int]:
@@ -73,6 +79,8 @@ def to_float_batch(x: ImageInput) -> tuple[torch.Tensor, int]:
         raise ValueError(f"expected 1 (grayscale) or 3 (RGB) channels, got {c}")
     if b == 0 or h == 0 or w == 0:
         raise ValueError(f"empty image: shape {tuple(t.shape)}")
+    if h * w > MAX_PIXELS:
+        raise ValueError(f"image of {h}x{w} pixels is larger than the {MAX_PIXELS:,}-pixel limit")
     if batch.dtype == torch.uint8:
         return batch.float() / 255.0, c
     if not batch.is_floating_point():
@@ -149,11 +157,19 @@ class ImageCodec:
         meta = self._check_header(header)
         if len(chunks) != 1:
             raise BitstreamError(f"an image file has 1 chunk, this one has {len(chunks)}")
-        strings = [[s] for s in chunks[0]]
-        with torch.inference_mode():
-            out = self.model.decompress(strings, _shape_from_json(meta["latent_shape"]))
-        x_hat = out["x_hat"].clamp(0, 1)
         h, w, c = meta["height"], meta["width"], meta["channels"]
+        # Latent dimensions are channel counts (<= 1024) or image size / 16 at most.
+        latent_shape = _shape_from_json(meta["latent_shape"], max(1024, -(-max(h, w) // 16)))
+        strings = [[s] for s in chunks[0]]
+        try:
+            with torch.inference_mode():
+                out = self.model.decompress(strings, latent_shape)
+        except BitstreamError:
+            raise
+        except (RuntimeError, IndexError, TypeError, ValueError, AssertionError) as exc:
+            # Shapes or stream counts that the model cannot combine: the file is not this model's.
+            raise BitstreamError(f"file does not fit the {self.name} model: {exc}") from None
+        x_hat = out["x_hat"].clamp(0, 1)
         if x_hat.shape[-2] < h or x_hat.shape[-1] < w:
             raise BitstreamError(f"decoded {tuple(x_hat.shape[-2:])} is smaller than the recorded {h}x{w}")
         x_hat = x_hat[0, :, :h, :w]
@@ -172,6 +188,9 @@ class ImageCodec:
                 raise BitstreamError(f"image file header lacks {key!r}")
         if not all(isinstance(meta[k], int) and 0 < meta[k] <= 1 << 16 for k in ("width", "height")):
             raise BitstreamError(f"image file header has an invalid size {meta['width']}x{meta['height']}")
+        if meta["width"] * meta["height"] > MAX_PIXELS:
+            raise BitstreamError(f"image file claims {meta['height']}x{meta['width']} pixels, "
+                                 f"more than the {MAX_PIXELS:,}-pixel limit")
         if meta["channels"] not in (1, 3):
             raise BitstreamError(f"image file header has {meta['channels']} channels, expected 1 or 3")
         if len(header.substreams) < 1:
