@@ -41,6 +41,7 @@ import torch
 
 import constriction
 import ncodec
+from machine import cpu_model, usable_cores
 from compressai.ans import RansDecoder, RansEncoder
 from compressai.entropy_models import GaussianConditional
 from compressai.models.google import get_scale_table
@@ -307,16 +308,6 @@ def check_loads_in_ncodec(tables: Tables, work: Workload, n: int = 100_000) -> s
 
 # --------------------------------------------------------------------------- report
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def machine_lines(threads: int) -> list[str]:
     return [
         f"- CPU: {cpu_model()}; {threads} usable cores (sched_getaffinity), os.cpu_count() = {os.cpu_count()}",
@@ -414,7 +405,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    threads = len(os.sched_getaffinity(0))
+    threads = usable_cores()
     model = compressai_gaussian()
     by_source = {"ncodec": ncodec_tables(model), "compressai": compressai_tables(model)}
     tables = by_source[args.tables]

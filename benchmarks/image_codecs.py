@@ -53,6 +53,7 @@ from PIL import Image
 
 import compressai
 import ncodec
+from machine import cpu_model, usable_cores
 from compressai.models import FactorizedPrior, MeanScaleHyperprior, ScaleHyperprior
 from compressai.models.base import CompressionModel
 from compressai.models.sensetime import Elic2022Official
@@ -195,18 +196,8 @@ def measure(arch: str, quality: int, image: torch.Tensor, repeats: int, latent_g
 
 # --------------------------------------------------------------------------- report
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def machine_lines(threads: int) -> list[str]:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     return [
         f"- CPU: {cpu_model()}; {cores} usable cores, os.cpu_count() = {os.cpu_count()}; "
         f"torch.set_num_threads({threads})",

@@ -10,8 +10,9 @@ entropy models are ncodec's, see ncodec.entropy.models).
 from __future__ import annotations
 
 import zlib
-from typing import Any, Sequence, Union
+from typing import Any, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -22,7 +23,7 @@ from ncodec.models import image as image_models
 
 __all__ = ["ImageCodec"]
 
-ImageInput = Union[torch.Tensor, "numpy.ndarray"]  # noqa: F821
+ImageInput = Union[torch.Tensor, np.ndarray]
 DEFAULT_IMAGE_CODEC = "mbt2018-mean"
 # Whole-image models hold several float activations of the image's size: beyond this they
 # need tiling (a later release), so both sides refuse rather than exhaust memory.
