@@ -1,7 +1,7 @@
 """The ``ncodec`` command line.
 
-Subcommands: ``encode``, ``decode``, ``info``, ``models``, ``demo`` (later: ``eval``,
-``train``). Each subcommand is an ``_add_<name>`` function that registers its parser and sets
+Subcommands: ``encode``, ``decode``, ``info``, ``models``, ``demo``, ``train``
+(ncodec.train.command) and ``eval`` (ncodec.eval.command). Each subcommand is an ``_add_<name>`` function that registers its parser and sets
 ``handler`` to a ``_cmd_<name>(args) -> int`` function.
 
 Errors that come from the user's input or environment (a bad stream, a bad value, a file
@@ -221,7 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {ncodec.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_encode, _add_decode, _add_info, _add_models, _add_demo):
+    # Both are light to import (no torch); torch loads when they run.
+    from ncodec.eval.command import add_eval_parser
+    from ncodec.train.command import add_train_parser
+
+    for add in (_add_encode, _add_decode, _add_info, _add_models, _add_demo, add_train_parser, add_eval_parser):
         add(sub)
     return parser
 

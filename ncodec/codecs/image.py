@@ -9,8 +9,10 @@ entropy models are ncodec's, see ncodec.entropy.models).
 
 from __future__ import annotations
 
+import json
 import zlib
-from typing import Any, Union
+from pathlib import Path
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
@@ -20,11 +22,14 @@ from ncodec.codecs import container
 from ncodec.codecs.registry import CodecInfo, register
 from ncodec.errors import BitstreamError
 from ncodec.models import image as image_models
+from ncodec.models import weights as weights_io
 
 __all__ = ["ImageCodec"]
 
 ImageInput = Union[torch.Tensor, np.ndarray]
 DEFAULT_IMAGE_CODEC = "mbt2018-mean"
+# The default once its trained weights are in the package.
+TRAINED_DEFAULT = "mbt2018-mean-vr"
 # Whole-image models hold several float activations of the image's size: beyond this they
 # need tiling (a later release), so both sides refuse rather than exhaust memory.
 MAX_PIXELS = 1 << 26
@@ -112,6 +117,8 @@ class ImageCodec:
         self.model = model.to(self.device).eval()
         self.alignment = image_models.ARCHITECTURES[name].alignment
         self.fingerprint = image_models.model_fingerprint(self.model)
+        # A variable-rate model serves every quality; it is told which one per call.
+        self._quality_arg = {"quality": quality} if getattr(model, "variable_rate", False) else {}
 
     def __repr__(self) -> str:
         return f"ImageCodec({self.name!r}, quality={self.quality}, device={self.device})"
@@ -132,7 +139,7 @@ class ImageCodec:
         rgb = img.expand(-1, 3, -1, -1) if channels == 1 else img
         padded = F.pad(rgb, (0, -w % self.alignment, 0, -h % self.alignment), mode="replicate")
         with torch.inference_mode():
-            out = self.model.compress(padded.to(self.device))
+            out = self.model.compress(padded.to(self.device), **self._quality_arg)
         streams = [s[0] for s in out["strings"]]
         header = container.Header(
             codec=self.name,
@@ -164,7 +171,7 @@ class ImageCodec:
         strings = [[s] for s in chunks[0]]
         try:
             with torch.inference_mode():
-                out = self.model.decompress(strings, latent_shape)
+                out = self.model.decompress(strings, latent_shape, **self._quality_arg)
         except BitstreamError:
             raise
         except (RuntimeError, IndexError, TypeError, ValueError, AssertionError) as exc:
@@ -201,27 +208,54 @@ class ImageCodec:
 
 # -------------------------------------------------------------------- registry
 
+# Trained weights shipped inside the package: <arch>.safetensors (ncodec.models.weights).
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+
+
+def shipped_weights(arch: str) -> Optional[Path]:
+    """The weights file shipped for ``arch``, or None (then the codec is randomly initialised)."""
+    path = WEIGHTS_DIR / f"{arch}.safetensors"
+    return path if path.is_file() else None
+
+
+def _describe_training(path: Path) -> str:
+    """One line from a weights file's training metadata, for ``ncodec models``."""
+    info = json.loads(weights_io.read_metadata(path).get("training", "{}"))
+    steps, where = info.get("steps"), info.get("hardware") or info.get("device", "?")
+    return f"trained ({steps} steps on {info.get('data', 'images')}, {where})"
+
+
 def _seed(name: str, quality: int) -> int:
     return zlib.crc32(f"{name}/q{quality}".encode())
 
 
 def _factory(arch: str):
     def build(quality: int, device: torch.device) -> ImageCodec:
-        # Untrained weights for now, seeded per (codec, quality) so that every machine builds
-        # the same model and files decode anywhere; trained weights replace these later.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_seed(arch, quality))
-            model = image_models.build_image_model(arch, **image_models.ARCHITECTURES[arch].channels(quality))
-        model.update(force=True)
+        path = shipped_weights(arch)
+        if path is not None:
+            model = weights_io.load_weights(path, arch=arch)
+        else:
+            # No trained weights: seeded per (codec, quality), so that every machine builds
+            # the same model and files decode anywhere (CompressAI-compatible architectures
+            # to load your own checkpoints into, not useful codecs as they are).
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(_seed(arch, quality))
+                model = image_models.build_image_model(arch, **image_models.ARCHITECTURES[arch].channels(quality))
+            model.update(force=True)
         return ImageCodec(arch, quality, model, device)
 
     return build
 
 
+def _default_image_codec() -> str:
+    return TRAINED_DEFAULT if shipped_weights(TRAINED_DEFAULT) else DEFAULT_IMAGE_CODEC
+
+
 for _arch, _spec in image_models.ARCHITECTURES.items():
+    _weights = shipped_weights(_arch)
     register(
         CodecInfo(name=_arch, modality="image", qualities=_spec.qualities, default_quality=3,
-                  default=_arch == DEFAULT_IMAGE_CODEC, description=_spec.description,
-                  weights="random init (untrained)"),
+                  default=_arch == _default_image_codec(), description=_spec.description,
+                  weights=_describe_training(_weights) if _weights else "random init (untrained)"),
         _factory(_arch),
     )

@@ -27,6 +27,7 @@ from compressai.models.sensetime import Elic2022Official
 from torch import Tensor, nn
 
 from ncodec.entropy.models import use_ncodec_coder
+from ncodec.models.variable_rate import VariableRateMeanScaleHyperprior
 
 __all__ = [
     "ARCHITECTURES",
@@ -81,6 +82,9 @@ class ArchitectureSpec:
         return {"N": n, "M": m}
 
 
+# λ of the variable-rate model's qualities 1..5: CompressAI's MSE ladder, qualities 1..5.
+VR_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250)
+
 # Channel sizes are CompressAI's zoo cfgs (compressai/zoo/image.py) so that its trained
 # weights, or ours trained at the same sizes, line up. mbt2018-mean switches at quality 5,
 # the two bmshj2018 models at 6. CompressAI has no cfgs for ELIC: its class defaults
@@ -99,6 +103,12 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
         ArchitectureSpec(
             "mbt2018-mean", MeanScaleHyperprior, _two_sizes((128, 192), (192, 320), 5), 64,
             "Minnen et al. 2018 mean-scale hyperprior (no autoregressive context)",
+        ),
+        ArchitectureSpec(
+            "mbt2018-mean-vr",
+            lambda **kw: VariableRateMeanScaleHyperprior(lmbdas=VR_LAMBDAS, **kw),
+            {q: (128, 192) for q in range(1, len(VR_LAMBDAS) + 1)}, 64,
+            "mean-scale hyperprior, variable rate: one network, per-quality latent gains",
         ),
         ArchitectureSpec(
             "elic2022", Elic2022Official, _two_sizes((192, 320), (192, 320), 9), 64,
@@ -170,17 +180,19 @@ def model_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()[:32]
 
 
-def estimate_bits(model: nn.Module, x: Tensor) -> float:
+def estimate_bits(model: nn.Module, x: Tensor, quality: int | None = None) -> float:
     """The model's own rate estimate for ``x`` ``[B, 3, H, W]``, in bits (all items).
 
     ``-sum log2(likelihoods)`` of the model's forward pass in eval mode (rounding, not
     noise), i.e. what CompressAI's ``forward`` reports; compare with ``8 * len(bytes)``.
+    ``quality`` is needed by variable-rate models only.
     """
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            likelihoods = model(x)["likelihoods"]
+            out = model(x, quality) if getattr(model, "variable_rate", False) else model(x)
+            likelihoods = out["likelihoods"]
     finally:
         model.train(was_training)
     return float(sum(-torch.log2(p.double()).sum() for p in likelihoods.values()))

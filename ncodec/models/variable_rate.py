@@ -1,0 +1,108 @@
+"""Variable-rate mean-scale hyperprior: one network, every quality.
+
+Minnen et al. 2018's mean-scale hyperprior (CompressAI's ``MeanScaleHyperprior``: GDN
+transforms, hyperprior z, Gaussian y with predicted means and scales) whose quantisation
+step depends on the quality, in the spirit of Cui et al. 2021 (gain units):
+
+* the encoder multiplies the latent ``y`` ``[B, M, h, w]`` by a learned per-channel gain
+  ``g_q`` ``[M]`` before rounding, so quality ``q`` rounds ``y`` in steps of ``1 / g_q``;
+* the hyperprior works on the ungained ``y``: ``z = h_a(y)``, ``(scales, means) = h_s(ẑ)``,
+  and the Gaussian that codes ``y · g_q`` has ``means · g_q`` and ``scales · g_q``;
+* the decoder multiplies the decoded latent by a learned inverse gain ``g'_q`` before
+  ``g_s`` (learned separately from ``1 / g_q``: it also corrects the reconstruction bias).
+
+Qualities ``1 .. Q`` share every weight but the gains (``Q · M · 2`` numbers), so one
+file of ~14 MB (fp16) serves all rates, and one training run trains them all (each item
+of a batch draws a quality; the loss uses that quality's λ). Entropy parameters are
+computed identically by encoder and decoder (same ops on the same decoded tensors).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence, Union
+
+import torch
+from compressai.models import MeanScaleHyperprior
+from torch import Tensor, nn
+
+__all__ = ["VariableRateMeanScaleHyperprior"]
+
+QualityLike = Union[int, Sequence[int], Tensor]
+
+
+class VariableRateMeanScaleHyperprior(MeanScaleHyperprior):
+    """Mean-scale hyperprior with per-quality latent gains.
+
+    Args:
+        N: channels of the transforms; M: latent channels.
+        lmbdas: the λ of each quality ``1 .. len(lmbdas)`` (increasing); used only to
+            initialise the gains (step ∝ λ^-1/2 relative to the middle quality).
+
+    ``forward(x, quality)`` / ``compress(x, quality)`` / ``decompress(strings, shape,
+    quality)`` take ``quality`` as an int (1-based) or, for ``forward``, one per item.
+    """
+
+    variable_rate = True
+
+    def __init__(self, N: int = 128, M: int = 192, lmbdas: Sequence[float] = (0.0018, 0.0035, 0.0067, 0.0130),
+                 **kwargs):
+        super().__init__(N=N, M=M, **kwargs)
+        lmbdas = [float(v) for v in lmbdas]
+        if len(lmbdas) < 1 or any(b <= a for a, b in zip(lmbdas, lmbdas[1:])):
+            raise ValueError(f"lmbdas must be increasing, got {lmbdas}")
+        self.num_qualities = len(lmbdas)
+        reference = lmbdas[len(lmbdas) // 2]
+        init = torch.tensor([0.5 * math.log(v / reference) for v in lmbdas])
+        self.log_gain = nn.Parameter(init[:, None].repeat(1, M))
+        self.log_inv_gain = nn.Parameter(-init[:, None].repeat(1, M))
+
+    @property
+    def qualities(self) -> tuple[int, ...]:
+        return tuple(range(1, self.num_qualities + 1))
+
+    def gains(self, quality: QualityLike, batch: int) -> tuple[Tensor, Tensor]:
+        """``(g, g')`` each ``[batch, M, 1, 1]`` for ``quality`` (int, or ``[batch]``)."""
+        q = torch.as_tensor(quality, device=self.log_gain.device).long().reshape(-1)
+        if q.numel() == 1:
+            q = q.expand(batch)
+        if q.numel() != batch:
+            raise ValueError(f"got {q.numel()} qualities for a batch of {batch}")
+        if bool(((q < 1) | (q > self.num_qualities)).any()):
+            raise ValueError(f"quality must be in 1..{self.num_qualities}, got {q.tolist()}")
+        index = q - 1
+        return (self.log_gain[index].exp()[:, :, None, None], self.log_inv_gain[index].exp()[:, :, None, None])
+
+    def forward(self, x: Tensor, quality: QualityLike = 1) -> dict:  # type: ignore[override]
+        """Training/estimation pass: ``x`` ``[B, 3, H, W]`` in [0, 1] -> ``x_hat`` and the
+        likelihoods of ``y`` (gained) and ``z``."""
+        gain, inv_gain = self.gains(quality, x.size(0))
+        y = self.g_a(x)
+        z = self.h_a(y)
+        z_hat, z_likelihoods = self.entropy_bottleneck(z)
+        scales, means = self.h_s(z_hat).chunk(2, 1)
+        y_hat, y_likelihoods = self.gaussian_conditional(y * gain, scales * gain, means=means * gain)
+        x_hat = self.g_s(y_hat * inv_gain)
+        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+
+    def compress(self, x: Tensor, quality: int = 1) -> dict:  # type: ignore[override]
+        gain, _ = self.gains(quality, x.size(0))
+        y = self.g_a(x)
+        z = self.h_a(y)
+        z_strings = self.entropy_bottleneck.compress(z)
+        z_hat = self.entropy_bottleneck.decompress(z_strings, z.size()[-2:])
+        scales, means = self.h_s(z_hat).chunk(2, 1)
+        indexes = self.gaussian_conditional.build_indexes(scales * gain)
+        y_strings = self.gaussian_conditional.compress(y * gain, indexes, means=means * gain)
+        return {"strings": [y_strings, z_strings], "shape": z.size()[-2:]}
+
+    def decompress(self, strings: list, shape, quality: int = 1) -> dict:  # type: ignore[override]
+        if not isinstance(strings, list) or len(strings) != 2:
+            raise ValueError("expected the y and z streams")
+        z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
+        gain, inv_gain = self.gains(quality, z_hat.size(0))
+        scales, means = self.h_s(z_hat).chunk(2, 1)
+        indexes = self.gaussian_conditional.build_indexes(scales * gain)
+        y_hat = self.gaussian_conditional.decompress(strings[0], indexes, z_hat.dtype, means=means * gain)
+        x_hat = self.g_s(y_hat * inv_gain).clamp_(0, 1)
+        return {"x_hat": x_hat}

@@ -1,0 +1,90 @@
+"""Image model weights as safetensors files: save (export) and load, no pickles.
+
+A weights file holds the model's whole ``state_dict``: float parameters in fp16 (or fp32)
+and the entropy models' integer CDF tables exactly as ``update()`` built them from those
+same fp16-rounded parameters. Loading therefore never rebuilds tables, so the tables (and
+the model fingerprint) are the same on every machine and device. Metadata (strings) give
+the architecture, quality, N, M and how the weights were trained.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from ncodec.models import image as image_models
+
+__all__ = ["export_weights", "load_weights", "read_metadata"]
+
+FORMAT = "ncodec-image-weights-v1"
+
+
+def export_weights(model: nn.Module, path: str | Path, *, arch: str, quality: int,
+                   info: Mapping[str, Any] | None = None, half: bool = True) -> dict[str, str]:
+    """Write ``model``'s weights to ``path`` (a ``.safetensors`` file).
+
+    Float parameters are rounded to fp16 when ``half`` (in ``model`` too, so the model you
+    keep is the one you ship), then ``update(force=True)`` rebuilds the CDF tables from the
+    rounded values and everything is saved. ``info`` (JSON-serialisable: λ, steps, data,
+    hardware) goes into the metadata under ``"training"``. Returns the metadata.
+    """
+    if arch not in image_models.ARCHITECTURES:
+        raise ValueError(f"unknown image architecture {arch!r}")
+    model = model.cpu().eval()
+    if half:
+        with torch.no_grad():
+            for t in list(model.parameters()) + [b for b in model.buffers() if b.is_floating_point()]:
+                t.copy_(t.half().float())
+    model.update(force=True)
+    sizes = image_models.ARCHITECTURES[arch].channels(quality)
+    state = {}
+    for key, value in model.state_dict().items():
+        value = value.detach().contiguous()
+        if value.is_floating_point() and half and not key.endswith("scale_table"):
+            value = value.half()
+        state[key] = value.clone()
+    meta = {"format": FORMAT, "arch": arch, "quality": str(int(quality)), "N": str(sizes["N"]),
+            "M": str(sizes["M"]), "training": json.dumps(dict(info or {}), sort_keys=True)}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata=meta)
+    tmp.replace(path)
+    return meta
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of a weights file (ValueError if it is not one)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types for damaged headers
+        raise ValueError(f"{path}: not a safetensors weights file ({exc})") from None
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: not an ncodec image weights file (format {meta.get('format')!r})")
+    return meta
+
+
+def load_weights(path: str | Path, *, arch: str | None = None, quality: int | None = None) -> nn.Module:
+    """The model stored in ``path``, in fp32 eval mode with its CDF tables, ready to code.
+
+    ``arch`` / ``quality``, when given, must match the file's metadata (ValueError).
+    """
+    meta = read_metadata(path)
+    if arch is not None and meta["arch"] != arch:
+        raise ValueError(f"{path}: weights are for {meta['arch']!r}, not {arch!r}")
+    if quality is not None and int(meta["quality"]) != quality:
+        raise ValueError(f"{path}: weights are for quality {meta['quality']}, not {quality}")
+    model = image_models.build_image_model(meta["arch"], N=int(meta["N"]), M=int(meta["M"]))
+    with safe_open(str(path), framework="pt") as f:
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    # CompressAI's load_state_dict resizes the (initially empty) CDF-table buffers.
+    model.load_state_dict(state)
+    return model.eval()

@@ -1,0 +1,87 @@
+"""``ncodec train image ...``: the command line of the trainer.
+
+Options given on the command line override those of ``--config FILE`` (a JSON
+:class:`~ncodec.train.trainer.TrainConfig`, task options under ``"task"``). Under
+``torchrun --nproc_per_node K -m ncodec train image ...`` each process runs one rank.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from typing import Any
+
+__all__ = ["add_train_parser", "run_train"]
+
+
+def add_train_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("train", help="train a model (rate-distortion) and export its weights",
+                       description="Train a model and export safetensors weights that ncodec.load reads.")
+    modalities = p.add_subparsers(dest="modality", metavar="MODALITY", required=True)
+    img = modalities.add_parser("image", help="train an image model on a folder of images")
+    img.add_argument("--data", help="folder of training images (PNG, JPEG, WebP)")
+    img.add_argument("--val", help="folder of validation images (coded to real files at each validation)")
+    img.add_argument("--arch", help="architecture (see `ncodec models`; default mbt2018-mean)")
+    img.add_argument("--quality", type=int, help="quality 1..8: picks N, M and the default lambda")
+    img.add_argument("--lmbda", type=float, help="rate-distortion lambda (default: CompressAI's for the quality)")
+    img.add_argument("--metric", choices=("mse", "ms-ssim"), help="distortion: mse (default) or ms-ssim")
+    img.add_argument("--steps", type=int, help="optimizer steps")
+    img.add_argument("--out", help="output folder (resumes from its checkpoint)")
+    img.add_argument("--config", help="JSON config; command-line options override it")
+    img.add_argument("--batch-size", type=int)
+    img.add_argument("--patch-size", type=int, help="square crop size (default 256)")
+    img.add_argument("--lr", type=float)
+    img.add_argument("--lr-schedule", choices=("cosine", "step", "constant"))
+    img.add_argument("--warmup-steps", type=int)
+    img.add_argument("--device", help="cpu or cuda")
+    img.add_argument("--num-workers", type=int)
+    img.add_argument("--val-every", type=int)
+    img.add_argument("--val-limit", type=int, help="validate on the first N images only")
+    img.add_argument("--checkpoint-every", type=int)
+    img.add_argument("--log-every", type=int)
+    img.add_argument("--seed", type=int)
+    img.add_argument("--init", help="start from these weights (.safetensors), e.g. a lower quality's")
+    img.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+    img.set_defaults(handler=run_train)
+
+
+def _quality_for(lmbda: float, metric: str) -> int:
+    """The quality whose CompressAI λ is nearest to ``lmbda`` (on a log scale)."""
+    from ncodec.train.losses import LAMBDAS
+
+    ladder = LAMBDAS[metric]
+    return 1 + min(range(len(ladder)), key=lambda i: abs(math.log(ladder[i] / lmbda)))
+
+
+def config_from_args(args: argparse.Namespace):
+    from ncodec.train.trainer import TrainConfig
+
+    task: dict[str, Any] = {k: getattr(args, k) for k in ("data", "val", "arch", "quality", "lmbda", "metric",
+                                                           "patch_size", "val_limit")
+                            if getattr(args, k) is not None}
+    if "quality" not in task and "lmbda" in task:
+        task["quality"] = _quality_for(task["lmbda"], task.get("metric", "mse"))
+    overrides = {k: getattr(args, k) for k in ("out", "steps", "batch_size", "lr", "lr_schedule", "warmup_steps",
+                                               "device", "num_workers", "val_every", "checkpoint_every",
+                                               "log_every", "seed", "init")}
+    if args.no_amp:
+        overrides["amp"] = False
+    if args.config:
+        return TrainConfig.from_json(args.config, task=task, **overrides)
+    missing = [f"--{k}" for k in ("out", "steps") if overrides[k] is None]
+    if missing:
+        raise ValueError(f"train needs {' and '.join(missing)} (or a --config that gives them)")
+    return TrainConfig(**{k: v for k, v in overrides.items() if v is not None}, task=task)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from ncodec.train.image import ImageTask
+    from ncodec.train.trainer import Trainer
+
+    config = config_from_args(args)
+    result = Trainer(config, ImageTask(config.task)).fit()
+    if "weights" in result:
+        print(json.dumps({"weights": result["weights"], "steps": result["steps"],
+                          "seconds": round(result["seconds"], 1), "val": result["val"]}, indent=2))
+    return 0

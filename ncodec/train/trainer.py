@@ -1,0 +1,398 @@
+"""One trainer for every modality: the loop, checkpoints, schedules, DDP, logs.
+
+What is modality-specific (the model, its data, its loss, how validation codes real files,
+how weights are exported) is a :class:`TrainTask`; :class:`Trainer` runs any task:
+
+* Adam on the model's parameters, a second Adam on the entropy bottlenecks' ``quantiles``
+  (CompressAI's auxiliary loss, which places the factorized tables' support);
+* a learning-rate schedule (``cosine``, ``step`` (×0.1 at 80 % and 95 %) or ``constant``)
+  after a linear warm-up, and gradient-norm clipping;
+* bf16 autocast on CUDA when ``amp`` is set (CPU runs stay fp32);
+* checkpoints (``checkpoint.pt``, tensors and plain values only, read back with
+  ``weights_only=True``) every ``checkpoint_every`` steps and at the end; a run started
+  on an output folder that holds one resumes from it;
+* ``torchrun`` (``WORLD_SIZE`` > 1) wraps the model in DistributedDataParallel: gloo on CPU,
+  NCCL on CUDA; rank 0 logs, validates and writes; at the end the ranks check that their
+  parameters are identical;
+* a tqdm bar, ``metrics.jsonl`` (one JSON object per log line) and TensorBoard event files
+  when ``tensorboard`` is installed.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional, Protocol
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+__all__ = ["TrainConfig", "TrainTask", "Trainer"]
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; saved in every checkpoint and in ``config.json``.
+
+    Attributes:
+        out: output folder (checkpoint, metrics, exported weights).
+        steps: optimizer steps in total.
+        batch_size: items per step on each process.
+        lr: peak learning rate of the main optimizer; ``aux_lr`` the auxiliary one.
+        lr_schedule: "cosine" (to 1 % of ``lr``), "step" or "constant".
+        warmup_steps: linear warm-up from 0.
+        clip_max_norm: gradient-norm clip of the main parameters (0: none).
+        amp: bf16 autocast on CUDA.
+        seed: seeds torch (plus the rank) and the data crops.
+        device: "cpu", "cuda" or "cuda:N" (under torchrun each rank takes its local GPU).
+        num_workers: DataLoader worker processes.
+        val_every: steps between validations (0: only at the end).
+        checkpoint_every: steps between checkpoints.
+        log_every: steps between training-metric lines.
+        init: weights to start from (a task-specific file, e.g. a lower quality's weights).
+        task: the task's own options (architecture, λ, data folders, ...).
+    """
+
+    out: str
+    steps: int
+    batch_size: int = 8
+    lr: float = 1e-4
+    aux_lr: float = 1e-3
+    lr_schedule: str = "cosine"
+    warmup_steps: int = 100
+    clip_max_norm: float = 1.0
+    amp: bool = True
+    seed: int = 0
+    device: str = "cpu"
+    num_workers: int = 0
+    val_every: int = 1000
+    checkpoint_every: int = 500
+    log_every: int = 50
+    init: Optional[str] = None
+    task: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be >= 1")
+        if self.lr_schedule not in ("cosine", "step", "constant"):
+            raise ValueError(f"lr_schedule must be cosine, step or constant, got {self.lr_schedule!r}")
+        if not self.lr > 0 or not self.aux_lr > 0:
+            raise ValueError("learning rates must be > 0")
+
+    @classmethod
+    def from_json(cls, path: str | Path, **overrides: Any) -> "TrainConfig":
+        """A config from a JSON file, with ``overrides`` (those not None) applied on top."""
+        with open(path, encoding="utf-8") as f:
+            values = json.load(f)
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
+        task = {**values.pop("task", {}), **overrides.pop("task", {})}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values, task=task)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class TrainTask(Protocol):
+    """The modality-specific half of training."""
+
+    def build_model(self) -> nn.Module:
+        """A fresh model (CompressAI-style: ``forward`` returns ``x_hat`` and ``likelihoods``,
+        ``aux_loss()`` for the entropy bottlenecks)."""
+
+    def load_init(self, model: nn.Module, path: str) -> None:
+        """Load starting weights from ``path`` into ``model``."""
+
+    def dataset(self, seed: int) -> Dataset:
+        """Training items (tensors the model takes), drawn with ``seed``."""
+
+    def training_step(self, model: nn.Module, batch: Tensor) -> dict[str, Tensor]:
+        """Forward ``batch`` through ``model`` (maybe DDP-wrapped) and return
+        ``{"loss": scalar, ...}``: the other entries are logged."""
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        """Metrics from really coding the validation set with an eval-mode copy of ``model``."""
+
+    def export(self, model: nn.Module, out: Path, info: dict[str, Any]) -> Path:
+        """Write the shippable weights of ``model`` into ``out``; return the file."""
+
+
+def _lr_factor(step: int, config: TrainConfig) -> float:
+    """Multiplier of the peak learning rate at ``step`` (0-based)."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    if config.lr_schedule == "cosine":
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    if config.lr_schedule == "step":
+        return 1.0 if progress < 0.8 else (0.1 if progress < 0.95 else 0.01)
+    return 1.0
+
+
+class _Count(torch.utils.data.Sampler):
+    """Indices ``start, start + 1, ...`` without end."""
+
+    def __init__(self, start: int):
+        self.start = start
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.count(self.start)
+
+
+def _hardware(device: torch.device, world_size: int) -> str:
+    """What trained: GPU name(s), or the CPU model and thread count."""
+    if device.type == "cuda":
+        return f"{world_size} x {torch.cuda.get_device_name(device)}"
+    name = "CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            name = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"{name}, {world_size} process(es) x {torch.get_num_threads()} threads"
+
+
+def parameter_digest(model: nn.Module) -> str:
+    """SHA-256 (16 hex) of all parameters, to check that DDP ranks agree."""
+    digest = hashlib.sha256()
+    for name, p in sorted(model.named_parameters()):
+        digest.update(name.encode())
+        digest.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+class Trainer:
+    """Runs ``task`` under ``config`` (see the module docstring)."""
+
+    def __init__(self, config: TrainConfig, task: TrainTask):
+        self.config = config
+        self.task = task
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.distributed = self.world_size > 1
+        self.device = self._pick_device()
+        self.out = Path(config.out)
+        self.is_main = self.rank == 0
+        self._seconds_before = 0.0  # training time of earlier runs (from the checkpoint)
+        self._began = time.perf_counter()
+
+    def _pick_device(self) -> torch.device:
+        device = torch.device(self.config.device)
+        if device.type == "cuda":
+            if not torch.cuda.is_available():
+                raise ValueError("device cuda asked for, but CUDA is not available")
+            if self.distributed:
+                device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        return device
+
+    # ------------------------------------------------------------------ setup
+
+    def _init_distributed(self) -> None:
+        if self.distributed and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+
+    def _optimizers(self, model: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+        main = [p for n, p in model.named_parameters() if not n.endswith(".quantiles") and p.requires_grad]
+        aux = [p for n, p in model.named_parameters() if n.endswith(".quantiles") and p.requires_grad]
+        optimizer = torch.optim.Adam(main, lr=self.config.lr)
+        # A model without entropy bottlenecks still gets a (no-op) aux optimizer.
+        aux_optimizer = torch.optim.Adam(aux or [torch.zeros(1, requires_grad=True)], lr=self.config.aux_lr)
+        return optimizer, aux_optimizer
+
+    def _batches(self, dataset: Dataset, start_step: int) -> Iterator[Tensor]:
+        """Batches from item ``start_step · batch_size`` on, forever.
+
+        Items are addressed by their running number (the dataset draws item ``i`` from its
+        own seed + ``i``), so a resumed run sees exactly the batches the uninterrupted run
+        would have; the loader has its own generator so it never draws from torch's global
+        one (which the checkpoint restores for the model's noise).
+        """
+        loader = DataLoader(dataset, batch_size=self.config.batch_size, drop_last=True,
+                            sampler=_Count(start_step * self.config.batch_size),
+                            num_workers=self.config.num_workers, generator=torch.Generator(),
+                            pin_memory=self.device.type == "cuda")
+        yield from loader
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _save_checkpoint(self, model: nn.Module, optimizer, aux_optimizer, step: int) -> None:
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "aux_optimizer": aux_optimizer.state_dict(),
+            "step": step,
+            "config": json.dumps(self.config.to_dict(), sort_keys=True),
+            "torch_rng": torch.get_rng_state(),
+            "train_seconds": self._seconds_before + (time.perf_counter() - self._began),
+        }
+        tmp = self.out / (CHECKPOINT + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.out / CHECKPOINT)
+
+    def _load_checkpoint(self, model: nn.Module, optimizer, aux_optimizer) -> int:
+        path = self.out / CHECKPOINT
+        if not path.exists():
+            return 0
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        aux_optimizer.load_state_dict(state["aux_optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        self._seconds_before = float(state.get("train_seconds", 0.0))
+        return int(state["step"])
+
+    # ------------------------------------------------------------------ logging
+
+    def _log(self, record: dict[str, Any], writer: Any) -> None:
+        if not self.is_main:
+            return
+        with open(self.out / METRICS, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+        if writer is not None:
+            split = record.get("split", "train")
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k not in ("step",):
+                    writer.add_scalar(f"{split}/{k}", v, record["step"])
+
+    def _tensorboard(self) -> Any:
+        if not self.is_main:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is optional: metrics.jsonl has everything
+            return None
+        return SummaryWriter(str(self.out / "tensorboard"))
+
+    # ------------------------------------------------------------------ run
+
+    def _validate(self, model: nn.Module, step: int, writer: Any) -> dict[str, float]:
+        # A copy: validation builds CDF tables (update()), which must not reach the
+        # training model (DDP would broadcast buffers of different shapes).
+        snapshot = copy.deepcopy(model).cpu().eval()
+        metrics = self.task.validate(snapshot)
+        self._log({"step": step, "split": "val", **metrics}, writer)
+        return metrics
+
+    def fit(self) -> dict[str, Any]:
+        """Train to ``config.steps`` (resuming if a checkpoint exists); export at the end.
+
+        Returns ``{"steps", "seconds", "weights", "val"}`` on rank 0 (``weights``: the
+        exported file), ``{"steps", "seconds"}`` on the others.
+        """
+        config = self.config
+        self._init_distributed()
+        torch.manual_seed(config.seed + self.rank)
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            with open(self.out / "config.json", "w", encoding="utf-8") as f:
+                json.dump(config.to_dict(), f, indent=2, sort_keys=True)
+        model = self.task.build_model().to(self.device).train()
+        if config.init:
+            self.task.load_init(model, config.init)
+        optimizer, aux_optimizer = self._optimizers(model)
+        start = self._load_checkpoint(model, optimizer, aux_optimizer)
+        if self.distributed:
+            # Start from rank 0's weights. The quantiles are trained by the aux loss,
+            # outside DDP's forward: DDP must not hook them (their gradients are averaged
+            # by hand below).
+            for p in model.state_dict().values():
+                dist.broadcast(p, 0)
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+                model, [n for n, _ in model.named_parameters() if n.endswith(".quantiles")])
+            net: nn.Module = DistributedDataParallel(model)
+        else:
+            net = model
+        quantiles = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
+        dataset = self.task.dataset(config.seed + 1_000_003 * self.rank)
+        batches = self._batches(dataset, start)
+        writer = self._tensorboard()
+        use_amp = config.amp and self.device.type == "cuda"
+        bar = tqdm(total=config.steps, initial=start, disable=not self.is_main, desc="train", unit="step")
+        began = self._began = time.perf_counter()
+        sums: dict[str, float] = {}
+        count = 0
+        val: dict[str, float] = {}
+        for step in range(start, config.steps):
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * _lr_factor(step, config)
+            batch = next(batches).to(self.device, non_blocking=True)
+            optimizer.zero_grad(set_to_none=True)
+            aux_optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_amp):
+                losses = self.task.training_step(net, batch)
+            losses["loss"].backward()
+            if config.clip_max_norm > 0:
+                torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], config.clip_max_norm)
+            optimizer.step()
+            aux_loss = model.aux_loss() if hasattr(model, "aux_loss") else torch.zeros(())
+            if aux_loss.requires_grad:
+                aux_loss.backward()
+                if self.distributed:  # outside DDP's graph: average by hand
+                    for q in quantiles:
+                        dist.all_reduce(q.grad)
+                        q.grad /= self.world_size
+                aux_optimizer.step()
+            for k, v in {**losses, "aux_loss": aux_loss}.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            count += 1
+            bar.update(1)
+            done = step + 1
+            if done % config.log_every == 0 or done == config.steps:
+                means = {k: v / count for k, v in sums.items()}
+                bar.set_postfix(loss=f"{means['loss']:.3f}", bpp=f"{means.get('bpp', 0):.3f}")
+                self._log({"step": done, "split": "train", "lr": optimizer.param_groups[0]["lr"],
+                           "seconds": time.perf_counter() - began, "world_size": self.world_size,
+                           **means}, writer)
+                sums, count = {}, 0
+            if self.is_main and config.val_every and done % config.val_every == 0 and done != config.steps:
+                val = self._validate(model, done, writer)
+            if done % config.checkpoint_every == 0 or done == config.steps:
+                if self.is_main:
+                    self._save_checkpoint(model, optimizer, aux_optimizer, done)
+        bar.close()
+        seconds = time.perf_counter() - began
+        steps = max(start, config.steps)  # a checkpoint past --steps is exported as it is
+        total_seconds = self._seconds_before + seconds
+        result: dict[str, Any] = {"steps": steps, "seconds": seconds}
+        if self.distributed:
+            self._check_ranks_agree(model)
+        if self.is_main:
+            val = self._validate(model, steps, writer)
+            info = {"steps": steps, "train_seconds": round(total_seconds, 1), "world_size": self.world_size,
+                    "device": str(self.device), "hardware": _hardware(self.device, self.world_size),
+                    "config": config.to_dict(), "val": val}
+            result["weights"] = str(self.task.export(copy.deepcopy(model).cpu(), self.out, info))
+            result["val"] = val
+        if writer is not None:
+            writer.close()
+        if self.distributed:
+            dist.barrier()
+            dist.destroy_process_group()
+        return result
+
+    def _check_ranks_agree(self, model: nn.Module) -> None:
+        digest = parameter_digest(model)
+        digests: list[Optional[str]] = [None] * self.world_size
+        dist.all_gather_object(digests, digest)
+        if len(set(digests)) != 1:
+            raise RuntimeError(f"DDP ranks ended with different parameters: {digests}")
+        self._log({"step": self.config.steps, "split": "ddp", "ranks_agree": True,
+                   "param_digest": digest, "world_size": self.world_size}, None)
