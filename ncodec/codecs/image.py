@@ -194,6 +194,10 @@ class ImageCodec:
         for key in ("width", "height", "channels", "quality", "latent_shape"):
             if key not in meta:
                 raise BitstreamError(f"image file header lacks {key!r}")
+        if meta["quality"] != self.quality:
+            # Variable-rate models share weights (and the fingerprint) across qualities.
+            raise BitstreamError(f"file was coded at quality {meta['quality']!r}, this codec is quality "
+                                 f"{self.quality} (ncodec.decompress picks the right one)")
         if not all(isinstance(meta[k], int) and 0 < meta[k] <= 1 << 16 for k in ("width", "height")):
             raise BitstreamError(f"image file header has an invalid size {meta['width']}x{meta['height']}")
         if meta["width"] * meta["height"] > MAX_PIXELS:

@@ -27,6 +27,7 @@ from compressai.models.sensetime import Elic2022Official
 from torch import Tensor, nn
 
 from ncodec.entropy.models import use_ncodec_coder
+from ncodec.models.checkerboard import VariableRateCheckerboard
 from ncodec.models.variable_rate import VariableRateMeanScaleHyperprior
 
 __all__ = [
@@ -57,6 +58,8 @@ class ArchitectureSpec:
         sizes: ``{quality: (N, M)}``: N channels in the transforms, M latent channels.
         downsampling_factor: the image-to-deepest-latent stride; H and W must be multiples.
         description: one line.
+        variable_rate: one network serves every quality (``forward(x, quality)``,
+            ``compress(x, quality)``, ``decompress(strings, shape, quality)``).
     """
 
     name: str
@@ -64,6 +67,7 @@ class ArchitectureSpec:
     sizes: Mapping[int, tuple[int, int]] = field(repr=False)
     downsampling_factor: int
     description: str
+    variable_rate: bool = False
 
     @property
     def alignment(self) -> int:
@@ -108,7 +112,14 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
             "mbt2018-mean-vr",
             lambda **kw: VariableRateMeanScaleHyperprior(lmbdas=VR_LAMBDAS, **kw),
             {q: (128, 192) for q in range(1, len(VR_LAMBDAS) + 1)}, 64,
-            "mean-scale hyperprior, variable rate: one network, per-quality latent gains",
+            "mean-scale hyperprior, variable rate: one network, per-quality latent gains", True,
+        ),
+        ArchitectureSpec(
+            "elic-gdn-vr",
+            lambda **kw: VariableRateCheckerboard(lmbdas=VR_LAMBDAS, **kw),
+            {q: (128, 192) for q in range(1, len(VR_LAMBDAS) + 1)}, 64,
+            "variable-rate context model: GDN transforms, ELIC channel groups + checkerboard, parallel decoding",
+            True,
         ),
         ArchitectureSpec(
             "elic2022", Elic2022Official, _two_sizes((192, 320), (192, 320), 9), 64,

@@ -44,7 +44,7 @@ class ImageTask:
         self.metric = options.get("metric", "mse")
         self.quality = int(options.get("quality", 3))
         self.spec.channels(self.quality)  # validates the quality
-        self.variable_rate = self.arch.endswith("-vr")
+        self.variable_rate = self.spec.variable_rate
         # A variable-rate model trains every quality at once, each with its own λ.
         self.lmbdas = list(image_models.VR_LAMBDAS) if self.variable_rate else []
         self.lmbda = float(options.get("lmbda") or lambda_for(self.metric, self.quality))
@@ -66,14 +66,17 @@ class ImageTask:
         return image_models.build_image_model(self.arch, quality=self.quality)
 
     def load_init(self, model: nn.Module, path: str) -> None:
-        """Warm start from a weights file of the same architecture (any quality whose N, M
-        match, e.g. a lower quality's weights for the next λ)."""
-        source = weights_io.load_weights(path, arch=self.arch)
+        """Warm start from a weights file: the same architecture (e.g. another quality's
+        weights), or one whose modules are a subset of this one's (the variable-rate
+        hyperprior's weights start the context model; its context modules keep their
+        initialisation)."""
+        source = weights_io.load_weights(path)
         # The CDF tables are rebuilt at export; only the trainable state is taken.
         state = {k: v for k, v in source.state_dict().items() if not _is_table(k)}
         missing, unexpected = model.load_state_dict(state, strict=False)
-        if unexpected or [k for k in missing if not _is_table(k)]:
-            raise ValueError(f"{path}: does not match {self.arch} at quality {self.quality} "
+        missing = [k for k in missing if not _is_table(k) and k.split(".")[0] not in _CONTEXT_MODULES]
+        if unexpected or missing:
+            raise ValueError(f"{path}: does not fit {self.arch} at quality {self.quality} "
                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
 
     def dataset(self, seed: int) -> ImageFolder:
@@ -135,6 +138,10 @@ class ImageTask:
                                         "train_images": len(self.train_files),
                                         "data": str(Path(self.train_files[0]).parent)})
         return path
+
+
+# Modules of the context model that a hyperprior's weights do not have.
+_CONTEXT_MODULES = ("channel_context", "spatial_context", "aggregation")
 
 
 def _is_table(key: str) -> bool:
