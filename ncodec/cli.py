@@ -199,10 +199,15 @@ def _add_info(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> Non
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
+    def rates(info) -> str:
+        # Nominal rates: bpp measured on the validation images at export, per quality.
+        return " ".join(f"{q}:{info.nominal_bpp[q]:.2f}" for q in info.qualities if q in info.nominal_bpp) or "-"
+
     rows = [(i.name + (" (default)" if i.default else ""), i.modality,
-             f"{min(i.qualities)}-{max(i.qualities)} (default {i.default_quality})", i.weights, i.description)
+             f"{min(i.qualities)}-{max(i.qualities)} (default {i.default_quality})", rates(i), i.weights,
+             i.description)
             for i in ncodec.list_codecs()]
-    headers = ("codec", "modality", "qualities", "weights", "description")
+    headers = ("codec", "modality", "qualities", "nominal bpp (quality:bpp)", "weights", "description")
     widths = [max(len(str(r[k])) for r in [headers, *rows]) for k in range(len(headers))]
     for row in [headers, tuple("-" * w for w in widths), *rows]:
         print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())

@@ -222,11 +222,25 @@ def shipped_weights(arch: str) -> Optional[Path]:
     return path if path.is_file() else None
 
 
-def _describe_training(path: Path) -> str:
+def _training_info(path: Optional[Path]) -> dict:
+    return json.loads(weights_io.read_metadata(path).get("training", "{}")) if path else {}
+
+
+def _describe_training(info: dict) -> str:
     """One line from a weights file's training metadata, for ``ncodec models``."""
-    info = json.loads(weights_io.read_metadata(path).get("training", "{}"))
-    steps, where = info.get("steps"), info.get("hardware") or info.get("device", "?")
-    return f"trained ({steps} steps on {info.get('data', 'images')}, {where})"
+    if not info:
+        return "random init (untrained)"
+    data = Path(str(info.get("data", "images")))
+    return f"trained {info.get('steps')} steps on {'/'.join(data.parts[-3:])} ({info.get('device', '?')})"
+
+
+def _nominal_bpp(info: dict, qualities: tuple[int, ...]) -> dict[int, float]:
+    """Validation bpp per quality recorded at export (``q<k>_bpp``, or ``bpp``)."""
+    val = info.get("val", {})
+    rates = {q: val.get(f"q{q}_bpp") for q in qualities}
+    if not any(rates.values()) and "bpp" in val and len(qualities) == 1:
+        rates = {qualities[0]: val["bpp"]}
+    return {q: round(float(v), 4) for q, v in rates.items() if v}
 
 
 def _seed(name: str, quality: int) -> int:
@@ -256,10 +270,10 @@ def _default_image_codec() -> str:
 
 
 for _arch, _spec in image_models.ARCHITECTURES.items():
-    _weights = shipped_weights(_arch)
+    _info = _training_info(shipped_weights(_arch))
     register(
         CodecInfo(name=_arch, modality="image", qualities=_spec.qualities, default_quality=3,
                   default=_arch == _default_image_codec(), description=_spec.description,
-                  weights=_describe_training(_weights) if _weights else "random init (untrained)"),
+                  weights=_describe_training(_info), nominal_bpp=_nominal_bpp(_info, _spec.qualities)),
         _factory(_arch),
     )

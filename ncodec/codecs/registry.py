@@ -6,7 +6,7 @@ Each modality module (``ncodec.codecs.image`` today) registers its codecs when i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import torch
@@ -26,6 +26,8 @@ class CodecInfo:
         default: whether this is the default codec of its modality (one per modality).
         description: one line for ``ncodec models``.
         weights: where its weights come from (e.g. "random init (untrained)").
+        nominal_bpp: ``{quality: bits per pixel}`` measured on the validation images when
+            the weights were exported (empty for untrained codecs).
     """
 
     name: str
@@ -35,6 +37,7 @@ class CodecInfo:
     default: bool
     description: str
     weights: str
+    nominal_bpp: dict[int, float] = field(default_factory=dict)
 
 
 Factory = Callable[[int, torch.device], Any]
