@@ -104,10 +104,10 @@ def format_summary(results: "EvalResults") -> str:
     lines = ["  ".join(v.ljust(w) if k < 2 else v.rjust(w) for k, (v, w) in enumerate(zip(r, widths))).rstrip()
              for r in [header, *rows]]
     bd = bd_rows(results)
-    if bd:
+    for codec in results.codecs:
         lines.append("")
-        lines.append(f"BD-rate of {results.codec.name} (negative = fewer bits):")
-        for row in bd:
+        lines.append(f"BD-rate of {codec.name} (negative = fewer bits):")
+        for row in (r for r in bd if r["codec"] == codec.key):
             lines.append(f"  vs {row['name']}: PSNR {_bd_text(row['bd_rate_psnr'])}; "
                          f"MS-SSIM {_bd_text(row['bd_rate_ms_ssim'])}")
     return "\n".join(lines)
@@ -120,8 +120,9 @@ def run_eval(args: argparse.Namespace) -> int:
 
     images = collect_images(args.inputs, args.limit)
     baselines = parse_baselines(args.baselines)
-    codec = args.codec or registry.default_codec("image")
-    results = evaluate(images, codec, args.qualities, baselines, device=args.device,
+    codecs = [c.strip() for c in args.codec.split(",") if c.strip()] if args.codec else \
+        [registry.default_codec("image")]
+    results = evaluate(images, codecs, args.qualities, baselines, device=args.device,
                        progress=False if args.no_progress else None)
     paths = write_report(results, args.out)
     print(format_summary(results))
@@ -142,7 +143,8 @@ def add_eval_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentPar
                      "per_image.csv, rd.png and bdrate.md to --out. Prefer lossless (PNG) sources: JPEG "
                      "sources flatter the JPEG baseline."))
     p.add_argument("inputs", nargs="+", metavar="DIR", help="folder(s) of PNG/JPEG/WebP images, or image files")
-    p.add_argument("--codec", default=None, help="ncodec codec (default: the default image codec)")
+    p.add_argument("--codec", default=None, metavar="NAME[,NAME...]",
+                   help="ncodec codec(s), comma-separated (default: the default image codec)")
     p.add_argument("--qualities", type=_qualities, default=None, metavar="Q,Q,...",
                    help="the codec's qualities (default: all of them)")
     p.add_argument("--baselines", default=",".join(DEFAULT_BASELINES), metavar="NAME,...",

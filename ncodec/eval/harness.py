@@ -121,8 +121,13 @@ class EvalResults:
 
     @property
     def codec(self) -> Optional[Curve]:
-        """The learned codec's curve (None if the run had none)."""
+        """The (first) learned codec's curve (None if the run had none)."""
         return next((c for c in self.curves if c.learned), None)
+
+    @property
+    def codecs(self) -> list[Curve]:
+        """Every learned codec's curve, in the order given."""
+        return [c for c in self.curves if c.learned]
 
     @property
     def baselines(self) -> list[Curve]:
@@ -209,7 +214,7 @@ def _run_baseline(curve: Curve, baseline: Baseline, images: list[tuple[Path, tor
             bar.update(1)
 
 
-def evaluate(images: Sequence[str | Path], codec_name: Optional[str], qualities: Optional[Sequence[int]] = None,
+def evaluate(images: Sequence[str | Path], codec_name: Optional[str | Sequence[str]], qualities: Optional[Sequence[int]] = None,
              baselines: Iterable[str] = DEFAULT_BASELINES, device: str = "cpu",
              progress: Optional[bool] = None) -> EvalResults:
     """Code every image with the ncodec codec at each quality and with each baseline at each
@@ -217,7 +222,8 @@ def evaluate(images: Sequence[str | Path], codec_name: Optional[str], qualities:
 
     Args:
         images: image files (PNG, JPEG, WebP; 8-bit RGB or grayscale), coded in this order.
-        codec_name: ncodec image codec (registry name); None to run only the baselines.
+        codec_name: ncodec image codec (registry name), or several; None to run only the
+            baselines.
         qualities: the codec's qualities to run; None or empty for all of them.
         baselines: baseline names (see :data:`ncodec.eval.baselines.BASELINES`).
         device: where the learned codec runs ("cpu", "cuda"); baselines run on the CPU.
@@ -232,8 +238,9 @@ def evaluate(images: Sequence[str | Path], codec_name: Optional[str], qualities:
         raise ValueError("no images to evaluate")
     coders = [get_baseline(name) for name in dict.fromkeys(baselines)]
     curves: list[Curve] = []
-    if codec_name is not None:
-        curves.append(_codec_curve(codec_name, qualities or (), device))
+    names = [codec_name] if isinstance(codec_name, str) else list(codec_name or ())
+    for name in dict.fromkeys(names):
+        curves.append(_codec_curve(name, qualities or (), device))
     curves += [Curve(key=b.name, name=b.label, description=b.describe(), learned=False,
                      qualities=list(b.qualities)) for b in coders]
     if not curves:
@@ -270,21 +277,20 @@ def _bd(fn: Any, anchor: dict, test: dict, key: str, to_db: bool) -> float | str
 
 
 def bd_rows(results: EvalResults) -> list[dict[str, Any]]:
-    """Per baseline: BD-rate (%) of the learned codec against it on PSNR-RGB and on MS-SSIM
-    in dB, and BD-PSNR (dB). Each value is a float, or a string saying why it is missing."""
+    """Per learned codec and baseline: BD-rate (%) of the codec against the baseline on
+    PSNR-RGB and on MS-SSIM in dB, and BD-PSNR (dB). Each value is a float, or a string
+    saying why it is missing."""
     from ncodec.eval.bdrate import bd_psnr, bd_rate
 
-    codec = results.codec
-    if codec is None:
-        return []
-    test = codec.summary()
     rows = []
-    for base in results.baselines:
-        anchor = base.summary()
-        rows.append({"baseline": base.key, "name": base.name,
-                     "bd_rate_psnr": _bd(bd_rate, anchor, test, "psnr-rgb", False),
-                     "bd_rate_ms_ssim": _bd(bd_rate, anchor, test, "ms-ssim-rgb", True),
-                     "bd_psnr": _bd(bd_psnr, anchor, test, "psnr-rgb", False)})
+    for codec in results.codecs:
+        test = codec.summary()
+        for base in results.baselines:
+            anchor = base.summary()
+            rows.append({"codec": codec.key, "codec_name": codec.name, "baseline": base.key, "name": base.name,
+                         "bd_rate_psnr": _bd(bd_rate, anchor, test, "psnr-rgb", False),
+                         "bd_rate_ms_ssim": _bd(bd_rate, anchor, test, "ms-ssim-rgb", True),
+                         "bd_psnr": _bd(bd_psnr, anchor, test, "psnr-rgb", False)})
     return rows
 
 
@@ -294,22 +300,21 @@ def _fmt(value: float | str, unit: str) -> str:
 
 def bdrate_markdown(results: EvalResults) -> str:
     """The ``bdrate.md`` text: one row per baseline."""
-    codec = results.codec
-    if codec is None:
+    if not results.codecs:
         return "# BD-rate\n\nNo learned codec in this run: nothing to compare.\n"
     lines = [
-        f"# BD-rate of {codec.name} against each baseline",
+        f"# BD-rate of {', '.join(c.name for c in results.codecs)} against each baseline",
         "",
         f"{len(results.images)} image(s). Bjøntegaard deltas with PCHIP interpolation over log-rate, on the "
         "quality interval both curves cover (per-setting means of bpp from whole files). "
         "BD-rate < 0: the learned codec needs fewer bits for the same quality. "
         "BD-PSNR > 0: it is better at the same rate.",
         "",
-        "| baseline | BD-rate (PSNR-RGB) | BD-rate (MS-SSIM dB) | BD-PSNR |",
-        "|---|---|---|---|",
+        "| codec | baseline | BD-rate (PSNR-RGB) | BD-rate (MS-SSIM dB) | BD-PSNR |",
+        "|---|---|---|---|---|",
     ]
     for row in bd_rows(results):
-        lines.append(f"| {row['name']} | {_fmt(row['bd_rate_psnr'], ' %')} | "
+        lines.append(f"| {row['codec_name']} | {row['name']} | {_fmt(row['bd_rate_psnr'], ' %')} | "
                      f"{_fmt(row['bd_rate_ms_ssim'], ' %')} | {_fmt(row['bd_psnr'], ' dB')} |")
     return "\n".join(lines) + "\n"
 
@@ -348,8 +353,8 @@ def write_report(results: EvalResults, out_dir: str | Path) -> dict[str, Path]:
         paths[f"json:{curve.key}"] = path
     paths["per_image"] = out / "per_image.csv"
     write_atomic(paths["per_image"], _csv_text(results.records).encode(), force=True)
-    codec = results.codec
-    title = f"{codec.name if codec else 'baselines'} - {len(results.images)} image(s)"
+    learned = ", ".join(c.name for c in results.codecs) or "baselines"
+    title = f"{learned} - {len(results.images)} image(s)"
     paths["rd"] = out / "rd.png"
     write_atomic(paths["rd"], plot_rd(docs, title=title, dashed={c.name for c in results.baselines}), force=True)
     paths["bdrate"] = out / "bdrate.md"
