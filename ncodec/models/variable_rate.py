@@ -15,6 +15,8 @@ Qualities ``1 .. Q`` share every weight but the gains (``Q · M · 2`` numbers),
 file of ~14 MB (fp16) serves all rates, and one training run trains them all (each item
 of a batch draws a quality; the loss uses that quality's λ). Entropy parameters are
 computed identically by encoder and decoder (same ops on the same decoded tensors).
+The Gaussian's CDF tables use 256 scales instead of CompressAI's 64 (see
+:data:`SCALE_TABLE_LEVELS`): the bytes stay within 1 % of the model's estimate.
 """
 
 from __future__ import annotations
@@ -26,7 +28,18 @@ import torch
 from compressai.models import MeanScaleHyperprior
 from torch import Tensor, nn
 
-__all__ = ["VariableRateMeanScaleHyperprior"]
+__all__ = ["SCALE_TABLE_LEVELS", "VariableRateMeanScaleHyperprior", "fine_scale_table"]
+
+# CompressAI's default table has 64 scales from 0.11 to 256 (neighbours 13 % apart). Coding
+# with the next table scale above the predicted one cost 3.1 % over −Σ log2 p on a CID22
+# photo; 256 scales (3 % apart) cost 0.8 %, for 2.4 MB more of stored CDF rows (fp32-exact
+# int32 tables travel with the weights so that every machine codes with the same ones).
+SCALE_TABLE_LEVELS = 256
+
+
+def fine_scale_table(levels: int = SCALE_TABLE_LEVELS) -> Tensor:
+    """``levels`` log-spaced scales from 0.11 to 256 (CompressAI's range), float32."""
+    return torch.exp(torch.linspace(math.log(0.11), math.log(256), levels))
 
 QualityLike = Union[int, Sequence[int], Tensor]
 
@@ -56,6 +69,11 @@ class VariableRateMeanScaleHyperprior(MeanScaleHyperprior):
         init = torch.tensor([0.5 * math.log(v / reference) for v in lmbdas])
         self.log_gain = nn.Parameter(init[:, None].repeat(1, M))
         self.log_inv_gain = nn.Parameter(-init[:, None].repeat(1, M))
+
+    def update(self, scale_table: Tensor | None = None, force: bool = False, update_quantiles: bool = False) -> bool:
+        """Build the CDF tables; the Gaussian's use :func:`fine_scale_table` by default."""
+        return super().update(fine_scale_table() if scale_table is None else scale_table, force=force,
+                              update_quantiles=update_quantiles)
 
     @property
     def qualities(self) -> tuple[int, ...]:
