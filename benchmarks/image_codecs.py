@@ -7,7 +7,14 @@ For each architecture (quality 3 by default) the benchmark builds, in one proces
   randomly initialised from a fixed seed (trained weights do not exist yet for ncodec);
 * **ncodec**: ``ncodec.models.image.build_image_model`` of the same architecture, loaded
   with the CompressAI model's ``state_dict`` (same keys, same weights), wrapped in the codec
-  object ``ncodec.codecs.image.ImageCodec`` (input checks, padding, container).
+  object ``ncodec.codecs.image.ImageCodec`` (input checks, padding, container) in its default
+  configuration: the fast transforms of ``ncodec.models.fast`` (GDN folded once,
+  channels_last activations, convolutions prepacked for oneDNN with ReLUs and residual sums
+  fused, sub-pixel convolutions where they beat oneDNN's transposed convolution) for ``g_a``,
+  ``h_a`` and ``g_s``, and ``g_a`` in bfloat16 where the CPU has native bf16 (AVX512-BF16 /
+  AMX). ``h_s``, ELIC's context models and the entropy models are the model's own, untouched.
+  ``--exact`` times ``ImageCodec(..., fast=False)`` instead (CompressAI's own path);
+  ``--bf16 off`` keeps the fast transforms in float32.
 
 ``update(force=True)`` is run on both. Both then code the same real 768x512 RGB image:
 
@@ -29,10 +36,19 @@ one warm-up of each, then ``--repeats`` rounds, each timing compressai and ncode
 alternating order (``time.perf_counter``); the table gives the best round per column,
 encode+decode is the best per-round sum. Because a shared VM drifts by 20 % or more between
 minutes, only the ratios (compressai time / ncodec time, side by side) are meant to hold.
-The reconstructions of both are compared (they should be identical: same weights, same
-quantisation; only the entropy coders differ).
+The reconstructions of both are compared: with the exact path they are identical (same
+weights, same quantisation; only the entropy coders differ). With the fast path they differ
+by the float rounding of the fast ``g_s`` and, with a bf16 ``g_a``, by the latents that moved
+(other symbols, another valid file); the report separates the two: "decoder diff" decodes
+ncodec's own file once with the fast and once with the exact decoder.
 
-Run: ``.venv/bin/python benchmarks/image_codecs.py [--archs A ...] [--repeats N] [--latent-gain G] [--out FILE]``.
+bf16 encoder effect (unless ``--bf16-images 0``): every image of ``tests/data/images``,
+``ncodec/data/images`` and the first ``--bf16-images`` of the shared validation set is coded
+by each architecture with ``g_a`` in float32 and in bf16 (both fast, same decoder); the
+report gives total bytes and mean PSNR of each, and the worst per-image PSNR change.
+
+Run: ``.venv/bin/python benchmarks/image_codecs.py [--archs A ...] [--repeats N] [--latent-gain G]
+[--exact] [--bf16 auto|on|off] [--bf16-images N] [--out FILE]``.
 """
 
 from __future__ import annotations
@@ -64,6 +80,7 @@ from ncodec.models import image as image_models
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_IMAGES = ROOT.parent / "shared" / "data" / "images" / "val"
 PACKAGED_IMAGES = ROOT / "ncodec" / "data" / "images"
+TEST_IMAGES = ROOT / "tests" / "data" / "images"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "image_codecs.md"
 WIDTH, HEIGHT = 768, 512
 SEED = 20240601
@@ -102,10 +119,12 @@ def scale_latent(model: CompressionModel, gain: float) -> None:
         last.bias.mul_(gain)
 
 
-def build_pair(arch: str, quality: int, latent_gain: float = 1.0) -> tuple[CompressionModel, ImageCodec]:
+def build_pair(arch: str, quality: int, latent_gain: float = 1.0, *, fast: bool = True,
+               bf16: bool | None = None) -> tuple[CompressionModel, ImageCodec]:
     """CompressAI's model and ncodec's codec of ``arch`` with the same (seeded random) weights.
 
-    ``latent_gain`` != 1 scales the latent (see :func:`scale_latent`) in both models.
+    ``latent_gain`` != 1 scales the latent (see :func:`scale_latent`) in both models;
+    ``fast`` and ``bf16`` are ``ImageCodec``'s (defaults: its defaults).
     """
     channels = image_models.ARCHITECTURES[arch].channels(quality)
     torch.manual_seed(SEED)
@@ -117,7 +136,7 @@ def build_pair(arch: str, quality: int, latent_gain: float = 1.0) -> tuple[Compr
     ours.eval()
     reference.update(force=True)
     ours.update(force=True)
-    return reference, ImageCodec(arch, quality, ours)
+    return reference, ImageCodec(arch, quality, ours, fast=fast, bf16=bf16)
 
 
 # --------------------------------------------------------------------------- timing
@@ -173,11 +192,19 @@ class ArchResult:
     compressai: Runs
     ncodec: Runs
     max_abs_diff: float
+    decoder_diff: float
+    fast: bool
+    bf16: bool
 
 
-def measure(arch: str, quality: int, image: torch.Tensor, repeats: int, latent_gain: float = 1.0) -> ArchResult:
+def measure(arch: str, quality: int, image: torch.Tensor, repeats: int, latent_gain: float = 1.0, *,
+            fast: bool = True, bf16: bool | None = None) -> ArchResult:
     """Warm up both codecs, then ``repeats`` interleaved rounds (order alternating)."""
-    reference, codec = build_pair(arch, quality, latent_gain)
+    reference, codec = build_pair(arch, quality, latent_gain, fast=fast, bf16=bf16)
+    # The exact decoding path of the same model, built before any forward pass: ELIC's masked
+    # context convolutions mask their weights in place on first use, which moves the
+    # fingerprint of a codec built afterwards.
+    exact = ImageCodec(arch, quality, codec.model, fast=False)
     x = image.unsqueeze(0).float() / 255.0
     ref_runs, our_runs = Runs(), Runs()
     with torch.inference_mode():
@@ -191,7 +218,64 @@ def measure(arch: str, quality: int, image: torch.Tensor, repeats: int, latent_g
                 run_ncodec(codec, image, our_runs)
                 run_compressai(reference, x, ref_runs)
     diff = float((ref_runs.x_hat - our_runs.x_hat).abs().max())
-    return ArchResult(arch, image_models.ARCHITECTURES[arch].channels(quality), ref_runs, our_runs, diff)
+    # The decoder alone: ncodec's own file through the exact (CompressAI) decoding path.
+    with torch.inference_mode():
+        data = codec.compress(image)
+        decoder_diff = float((codec.decompress(data) - exact.decompress(data)).abs().max())
+    return ArchResult(arch, image_models.ARCHITECTURES[arch].channels(quality), ref_runs, our_runs, diff,
+                      decoder_diff, codec.fast, codec.bf16)
+
+
+# --------------------------------------------------------------------------- bf16 encoder
+
+@dataclass
+class Bf16Effect:
+    """Totals over the images of one architecture: float32 ``g_a`` vs bf16 ``g_a``."""
+
+    arch: str
+    images: int
+    bytes_fp32: int
+    bytes_bf16: int
+    psnr_fp32: float  # mean over images, dB
+    psnr_bf16: float
+    worst_psnr_change: float  # the per-image bf16 - fp32 PSNR change of largest magnitude, dB
+
+
+def effect_images(shared: int) -> list[tuple[str, torch.Tensor]]:
+    """(name, uint8 [C, H, W]) of the test and packaged images and ``shared`` validation ones."""
+    paths = sorted(p for p in TEST_IMAGES.iterdir() if p.suffix in (".png", ".jpg"))
+    paths += sorted(PACKAGED_IMAGES.glob("*.png"))
+    if SHARED_IMAGES.is_dir():
+        paths += sorted(SHARED_IMAGES.glob("*.png"))[:shared]
+    out = []
+    for p in paths:
+        with Image.open(p) as im:
+            arr = np.asarray(im.convert("L" if im.mode in ("L", "LA", "I", "I;16") else "RGB"))
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+        out.append((p.name, t[None] if t.dim() == 2 else t.permute(2, 0, 1).contiguous()))
+    return out
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float(((a.double() - b.double()) ** 2).mean())
+    return 10 * float(np.log10(1 / mse)) if mse > 0 else float("inf")
+
+
+def bf16_effect(arch: str, quality: int, images: list[tuple[str, torch.Tensor]], latent_gain: float) -> Bf16Effect:
+    """Code every image with the fast float32 and the fast bf16 ``g_a`` (same weights)."""
+    _, fp32 = build_pair(arch, quality, latent_gain, bf16=False)
+    bf16 = ImageCodec(arch, quality, fp32.model, bf16=True)  # before any forward (see measure)
+    sizes = {False: 0, True: 0}
+    psnrs: dict[bool, list[float]] = {False: [], True: []}
+    for _, img in images:
+        x = img.float() / 255
+        for use_bf16, codec in ((False, fp32), (True, bf16)):
+            data = codec.compress(img)
+            sizes[use_bf16] += len(data)
+            psnrs[use_bf16].append(psnr(codec.decompress(data), x))
+    changes = [b - a for a, b in zip(psnrs[False], psnrs[True])]
+    return Bf16Effect(arch, len(images), sizes[False], sizes[True], statistics.fmean(psnrs[False]),
+                      statistics.fmean(psnrs[True]), max(changes, key=abs))
 
 
 # --------------------------------------------------------------------------- report
@@ -227,20 +311,34 @@ def ratio(ref: list[float], ours: list[float], pick: Callable[[list[float]], flo
 
 
 def ratio_table(results: list[ArchResult]) -> list[str]:
-    lines = ["| architecture | encode | decode | encode+decode | encode+decode (medians) | "
-             "bytes compressai / ncodec (file) | (entropy-coded) | max abs diff of reconstructions |",
-             "|---|--:|--:|--:|--:|--:|--:|--:|"]
+    lines = ["| architecture | ncodec path | encode | decode | encode+decode | encode+decode (medians) | "
+             "bytes compressai / ncodec (file) | (entropy-coded) | max abs diff of reconstructions | "
+             "decoder diff (fast vs exact, same file) |",
+             "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for res in results:
         ref, ours = res.compressai, res.ncodec
+        path = ("fast, g_a bf16" if res.bf16 else "fast, fp32") if res.fast else "exact"
         lines.append(
-            f"| {res.arch} | {ratio(ref.encode, ours.encode, min)} | {ratio(ref.decode, ours.decode, min)} | "
+            f"| {res.arch} | {path} | {ratio(ref.encode, ours.encode, min)} | {ratio(ref.decode, ours.decode, min)} | "
             f"**{ratio(ref.both, ours.both, min)}** | {ratio(ref.both, ours.both, statistics.median)} | "
-            f"{ref.nbytes / ours.nbytes:.4f} | {ref.payload / ours.payload:.4f} | {res.max_abs_diff:.3g} |")
+            f"{ref.nbytes / ours.nbytes:.4f} | {ref.payload / ours.payload:.4f} | {res.max_abs_diff:.3g} | "
+            f"{res.decoder_diff:.3g} |")
+    return lines
+
+
+def bf16_table(effects: list[Bf16Effect]) -> list[str]:
+    lines = ["| architecture | images | bytes, g_a fp32 | bytes, g_a bf16 | bf16 / fp32 | "
+             "mean PSNR fp32 (dB) | mean PSNR bf16 (dB) | largest per-image PSNR change (dB) |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|"]
+    for e in effects:
+        lines.append(f"| {e.arch} | {e.images} | {e.bytes_fp32:,} | {e.bytes_bf16:,} | "
+                     f"{e.bytes_bf16 / e.bytes_fp32:.4f} | {e.psnr_fp32:.3f} | {e.psnr_bf16:.3f} | "
+                     f"{e.worst_psnr_change:+.3f} |")
     return lines
 
 
 def render(image_source: str, quality: int, repeats: int, threads: int, latent_gain: float,
-           results: list[ArchResult]) -> str:
+           results: list[ArchResult], effects: list[Bf16Effect] | None = None) -> str:
     sections = [
         ("Machine", machine_lines(threads)),
         ("Workload", [
@@ -256,10 +354,21 @@ def render(image_source: str, quality: int, repeats: int, threads: int, latent_g
             "- compressai: `model.compress(x)` / `model.decompress(strings, shape)` on float input, "
             "bytes = sum of string lengths. ncodec: `ImageCodec.compress(uint8 image)` / "
             "`decompress(data)`, bytes = container file; entropy-coded bytes = its substreams.",
+            "- ncodec path: `fast` = `ImageCodec`'s default (fast transforms of `ncodec.models.fast`; "
+            "`g_a bf16`: the analysis transform in bfloat16), `exact` = `fast=False` (CompressAI's path). "
+            "Decoder diff: ncodec's file decoded by the fast and by the exact decoder, max abs difference "
+            "on [0, 1]. Max abs diff of reconstructions (compressai vs ncodec) also includes the effect of "
+            "a bf16 `g_a` on the latents.",
         ]),
         ("Results (best round)", results_table(results)),
         ("Ratios compressai / ncodec (time: > 1 means ncodec is faster)", ratio_table(results)),
     ]
+    if effects:
+        sections.append(("bf16 g_a vs float32 g_a (both fast; same weights and decoder)", [
+            "Every test and packaged image plus the first validation images, at their own sizes. "
+            "With untrained weights the rate-distortion effect means little (random-init latents are "
+            "tiny); the numbers show what the bf16 encoder changes, not a trained model's loss.", "",
+            *bf16_table(effects)]))
     out = ["# Image codec benchmark: ncodec vs compressai", ""]
     for title, lines in sections:
         out += [f"## {title}", "", *lines, ""]
@@ -274,16 +383,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--latent-gain", type=float, default=1.0,
                         help="scale g_a's last stride-2 conv (random-init latents are all ~0 otherwise)")
+    parser.add_argument("--exact", action="store_true", help="time ncodec's exact path (ImageCodec fast=False)")
+    parser.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
+                        help="g_a in bfloat16 on the fast path (auto: ImageCodec's default)")
+    parser.add_argument("--bf16-images", type=int, default=8,
+                        help="validation images in the bf16-vs-fp32 encoder comparison (0: skip it)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="Markdown report ('-': stdout only)")
     args = parser.parse_args(argv)
+    bf16 = {"auto": None, "on": True, "off": False}[args.bf16]
 
     torch.set_num_threads(args.threads)
     image, source = load_image()
     results = []
     for arch in args.archs:
         print(f"{arch} ...", file=sys.stderr, flush=True)
-        results.append(measure(arch, args.quality, image, args.repeats, args.latent_gain))
-    report = render(source, args.quality, args.repeats, args.threads, args.latent_gain, results)
+        results.append(measure(arch, args.quality, image, args.repeats, args.latent_gain,
+                               fast=not args.exact, bf16=bf16))
+    effects = None
+    if args.bf16_images > 0:
+        images = effect_images(args.bf16_images)
+        effects = []
+        for arch in args.archs:
+            print(f"{arch}: bf16 vs fp32 g_a on {len(images)} images ...", file=sys.stderr, flush=True)
+            effects.append(bf16_effect(arch, args.quality, images, args.latent_gain))
+    report = render(source, args.quality, args.repeats, args.threads, args.latent_gain, results, effects)
     print(report)
     if str(args.out) != "-":
         args.out.parent.mkdir(parents=True, exist_ok=True)
