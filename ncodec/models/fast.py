@@ -60,6 +60,9 @@ from compressai.models import FactorizedPrior, MeanScaleHyperprior, ScaleHyperpr
 from compressai.models.sensetime import Elic2022Official, ResidualBottleneckBlock
 from torch import Tensor, nn
 
+from ncodec.models.checkerboard import VariableRateCheckerboard
+from ncodec.models.variable_rate import VariableRateMeanScaleHyperprior
+
 __all__ = [
     "FastTransforms",
     "FoldedGDN",
@@ -509,11 +512,9 @@ def fast_transform(transform: nn.Module, *, dtype: Optional[torch.dtype] = None,
 
 # Model classes whose ``compress`` / ``decompress`` use ``g_a`` only to produce the latents
 # they quantise and ``g_s`` only to produce the reconstruction (checked by reading their code;
-# tests/test_fast_transforms.py checks that files cross-decode). ncodec's variable-rate models
-# (ncodec.models.variable_rate, .checkerboard) qualify as well and run 2.5-2.8x faster with
-# the fast path, but their tests require decoding to reproduce ``model(x, q)`` exactly, which
-# a bf16 ``g_a`` does not: they are left out until that is settled.
-SUPPORTED_CLASSES: tuple[type, ...] = (FactorizedPrior, ScaleHyperprior, MeanScaleHyperprior, Elic2022Official)
+# tests/test_fast_transforms.py and tests/test_variable_rate.py check that files cross-decode).
+SUPPORTED_CLASSES: tuple[type, ...] = (FactorizedPrior, ScaleHyperprior, MeanScaleHyperprior, Elic2022Official,
+                                       VariableRateMeanScaleHyperprior, VariableRateCheckerboard)
 
 
 def supports(model: nn.Module) -> bool:

@@ -161,7 +161,16 @@ _ENCODER_ONLY = frozenset({"g_a", "h_a"})
 
 
 def _decoding_state(model: nn.Module) -> dict[str, Tensor]:
-    return {k: v for k, v in model.state_dict().items() if not _ENCODER_ONLY.intersection(k.split("."))}
+    state = {k: v for k, v in model.state_dict().items() if not _ENCODER_ONLY.intersection(k.split("."))}
+    # Masked convolutions (CompressAI's MaskedConv2d) multiply their weight by the mask in
+    # place at every forward: hash the effective weight, so the fingerprint is the same
+    # before and after the first forward.
+    for name, module in model.named_modules():
+        mask = getattr(module, "mask", None)
+        key = f"{name}.weight"
+        if isinstance(mask, Tensor) and key in state and mask.shape == state[key].shape:
+            state[key] = state[key] * mask
+    return state
 
 
 def model_fingerprint(model: nn.Module) -> str:
@@ -169,7 +178,8 @@ def model_fingerprint(model: nn.Module) -> str:
 
     SHA-256, truncated to 128 bits, over the ``state_dict`` entries in sorted key order
     (name, dtype, shape, raw little-endian bytes), the CDF tables included, leaving out the
-    analysis transforms ``g_a`` / ``h_a`` (encoder only). Two models that decode every
+    analysis transforms ``g_a`` / ``h_a`` (encoder only); masked convolutions contribute
+    their masked (effective) weights. Two models that decode every
     stream alike have the same fingerprint; call it only after ``model.update()``.
 
     Raises:
