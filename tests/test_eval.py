@@ -265,3 +265,16 @@ def test_run_eval_user_errors(crops, tmp_path):
         parser.parse_args(["eval", str(crops), "--qualities", "a,b"])
     assert [p.name for p in collect_images([crops / "962312_gray_crop.png", crops])] == [
         "1025469_crop.png", "962312_gray_crop.png"]
+
+
+def test_two_learned_codecs_in_one_run(crops):
+    from ncodec.eval.harness import bd_rows, bdrate_markdown
+
+    images = collect_images([crops])[:1]
+    results = evaluate(images, ["bmshj2018-factorized", "mbt2018-mean-vr"], [1, 2], ["jpeg"], progress=False)
+    assert [c.key for c in results.codecs] == ["bmshj2018-factorized", "mbt2018-mean-vr"]
+    rows = bd_rows(results)
+    assert [(r["codec"], r["baseline"]) for r in rows] == [("bmshj2018-factorized", "jpeg"),
+                                                           ("mbt2018-mean-vr", "jpeg")]
+    table = bdrate_markdown(results)
+    assert "ncodec mbt2018-mean-vr | JPEG" in table and "ncodec bmshj2018-factorized | JPEG" in table
