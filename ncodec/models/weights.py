@@ -31,22 +31,25 @@ def export_weights(model: nn.Module, path: str | Path, *, arch: str, quality: in
 
     Float parameters are rounded to fp16 when ``half`` (in ``model`` too, so the model you
     keep is the one you ship), then ``update(force=True)`` rebuilds the CDF tables from the
-    rounded values and everything is saved. ``info`` (JSON-serialisable: λ, steps, data,
+    rounded values and everything is saved; buffers (bounds, tables) keep their dtype. ``info`` (JSON-serialisable: λ, steps, data,
     hardware) goes into the metadata under ``"training"``. Returns the metadata.
     """
     if arch not in image_models.ARCHITECTURES:
         raise ValueError(f"unknown image architecture {arch!r}")
     model = model.cpu().eval()
+    # Only trained parameters go to fp16: buffers hold exact constants (the likelihood bound
+    # 1e-9 would round to 0 in fp16, the scale bound 0.11 to 0.10999, the scale table).
+    parameters = {name for name, _ in model.named_parameters()}
     if half:
         with torch.no_grad():
-            for t in list(model.parameters()) + [b for b in model.buffers() if b.is_floating_point()]:
-                t.copy_(t.half().float())
+            for p in model.parameters():
+                p.copy_(p.half().float())
     model.update(force=True)
     sizes = image_models.ARCHITECTURES[arch].channels(quality)
     state = {}
     for key, value in model.state_dict().items():
         value = value.detach().contiguous()
-        if value.is_floating_point() and half and not key.endswith("scale_table"):
+        if half and key in parameters and value.is_floating_point():
             value = value.half()
         state[key] = value.clone()
     meta = {"format": FORMAT, "arch": arch, "quality": str(int(quality)), "N": str(sizes["N"]),

@@ -133,7 +133,8 @@ class ImageTask:
     def export(self, model: nn.Module, out: Path, info: dict[str, Any]) -> Path:
         path = out / WEIGHTS_FILE
         weights_io.export_weights(model, path, arch=self.arch, quality=self.quality,
-                                  info={**info, "lmbda": self.lmbda, "metric": self.metric,
+                                  info={**info, "metric": self.metric,
+                                        **({"lmbdas": self.lmbdas} if self.variable_rate else {"lmbda": self.lmbda}),
                                         "patch_size": self.patch_size,
                                         "train_images": len(self.train_files),
                                         "data": str(Path(self.train_files[0]).parent)})
