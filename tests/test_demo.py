@@ -25,6 +25,11 @@ def test_demo_round_trips_bundled_media(tmp_path, capsys):
         assert 0.7 < item["ncodec_bytes"] / item["png_bytes"] < 1.1
     for item in report["audio"]:
         assert 0.7 < item["ncodec_bytes"] / item["flac_bytes"] < 1.1
+    # The learned codec section: real lossy coding with the shipped weights, WebP beside it.
+    assert len(report["learned"]) == 2 and "Learned image codec" in printed
+    for item in report["learned"]:
+        assert item["psnr_db"] > 22 and 0 < item["bits_per_pixel"] < 4
+        assert item["webp_bytes"] <= item["ncodec_bytes"] or item["webp_quality"] == 0
 
 
 def test_demo_image_codec_rejects_corruption():
