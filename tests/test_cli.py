@@ -33,7 +33,7 @@ def test_encode_decode_info_round_trip(tmp_path, capsys):
     assert main(["info", str(ncb), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["file_size"] == os.path.getsize(ncb)
-    assert info["codec"] == "mbt2018-mean" and info["meta"]["quality"] == 1
+    assert info["codec"] == "elic-gdn-vr" and info["meta"]["quality"] == 1  # the default image codec
     assert sum(info["substream_bytes"].values()) + info["overhead_bytes"] == info["file_size"]
     assert oct(os.stat(ncb).st_mode & 0o777) == oct(0o666 & ~_umask())
 
@@ -93,5 +93,9 @@ def test_errors_are_one_line_with_nonzero_exit(tmp_path):
 def test_models_lists_codecs(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    for name in ("bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean (default)", "elic2022"):
+    for name in ("bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean", "elic2022",
+                 "mbt2018-mean-vr", "elic-gdn-vr (default)"):
         assert name in out
+    # Trained codecs list their nominal rates (quality:bpp), untrained ones a dash.
+    trained = [line for line in out.splitlines() if line.startswith("elic-gdn-vr")][0]
+    assert "trained" in trained and "1:0." in trained and "5:" in trained

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -112,8 +113,8 @@ def test_train_resume_is_exact_and_export_loads(tmp_path, folders):
     assert meta["arch"] == "bmshj2018-factorized" and json.loads(meta["training"])["steps"] == 4
     # The exported model codes real files, in fp16-rounded weights, tables included.
     codec = ImageCodec("bmshj2018-factorized", 1, a)
-    image = torch.from_numpy(__import__("numpy").asarray(Image.open(PACKAGED[0]).convert("RGB").crop((0, 0, 80, 72))))
-    x = image.permute(2, 0, 1).contiguous()
+    crop = Image.open(PACKAGED[0]).convert("RGB").crop((0, 0, 80, 72))
+    x = torch.from_numpy(np.array(crop)).permute(2, 0, 1).contiguous()
     assert codec.decompress(codec.compress(x)).shape == (3, 72, 80)
     assert all(p.half().float().equal(p) for p in a.parameters())
 
