@@ -18,20 +18,11 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import ncodec
+from ncodec.argtypes import device as device_type
+from ncodec.argtypes import positive_int
 from ncodec.errors import BitstreamError
 
 PROG = "ncodec"
-
-
-def _positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -57,7 +48,7 @@ def _add_demo(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> Non
             "coder, verify every round trip bit for bit, and print sizes, ratios and coder speed."
         ),
     )
-    p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="coder threads (default: all CPUs this process may use)")
     p.add_argument("--json", metavar="PATH", default=None, help="also write the figures to PATH as JSON")
     p.add_argument("--no-progress", action="store_true",
@@ -66,18 +57,6 @@ def _add_demo(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> Non
 
 
 # --------------------------------------------------------------------------- encode / decode
-
-def _device(name: str) -> str:
-    """argparse type: a torch device that exists here."""
-    import torch
-
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(f"not a device: {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError("CUDA is not available on this machine")
-    return name
 
 
 def _expand(inputs: Sequence[str], suffixes: Sequence[str]) -> list[Path]:
@@ -161,8 +140,8 @@ def _add_encode(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
                                    "(a file, or a directory for several inputs).")
     p.add_argument("paths", nargs="+", metavar="INPUT... OUTPUT")
     p.add_argument("--codec", default=None, help="codec name (see `ncodec models`; default: the image default)")
-    p.add_argument("--quality", type=_positive_int, default=None, help="quality level (default: the codec's)")
-    p.add_argument("--device", type=_device, default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--quality", type=positive_int, default=None, help="quality level (default: the codec's)")
+    p.add_argument("--device", type=device_type, default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.set_defaults(handler=_cmd_encode)
 
@@ -171,7 +150,7 @@ def _add_decode(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
     p = sub.add_parser("decode", help="decompress .ncb files to PNG (or JPEG by suffix)",
                        description="Decompress INPUT (a .ncb file, several, or directories) to OUTPUT.")
     p.add_argument("paths", nargs="+", metavar="INPUT... OUTPUT")
-    p.add_argument("--device", type=_device, default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--device", type=device_type, default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.set_defaults(handler=_cmd_decode)
 

@@ -15,6 +15,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
+from ncodec.argtypes import device as device_type
+from ncodec.argtypes import positive_int
 from ncodec.eval.baselines import DEFAULT_BASELINES, parse_baselines
 
 if TYPE_CHECKING:
@@ -55,28 +57,6 @@ def _qualities(text: str) -> list[int]:
     if not values:
         raise argparse.ArgumentTypeError("expected at least one quality")
     return values
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _device(name: str) -> str:
-    import torch
-
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(f"not a device: {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError("CUDA is not available on this machine")
-    return name
 
 
 def _num(value: float, spec: str) -> str:
@@ -150,8 +130,8 @@ def add_eval_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentPar
     p.add_argument("--baselines", default=",".join(DEFAULT_BASELINES), metavar="NAME,...",
                    help=f"classical codecs, comma-separated, or none (default: {','.join(DEFAULT_BASELINES)})")
     p.add_argument("--out", default="ncodec-eval", metavar="DIR", help="output folder (default: ./ncodec-eval)")
-    p.add_argument("--device", type=_device, default="cpu", help="where the codec runs: cpu or cuda (default: cpu)")
-    p.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="only the first N images (sorted)")
+    p.add_argument("--device", type=device_type, default="cpu", help="where the codec runs: cpu or cuda (default: cpu)")
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="only the first N images (sorted)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (by default shown only when stderr is a terminal)")
     p.set_defaults(handler=run_eval)
