@@ -106,14 +106,37 @@ def _run_jobs(jobs: list[tuple[Path, Path]], work: Callable[[Path, Path], None],
         work(src, dst)
 
 
-def _cmd_encode(args: argparse.Namespace) -> int:
+def _codec_for(args: argparse.Namespace, modality: str, cache: dict):
+    """The codec that codes ``modality`` inputs: ``--codec`` if it is one of that modality,
+    else the modality's default (one instance per modality and run)."""
     import ncodec
-    from ncodec.io import IMAGE_SUFFIXES, read_image, write_atomic
+    from ncodec.codecs import registry
 
-    jobs = _plan(args.paths[:-1], args.paths[-1], IMAGE_SUFFIXES, ".ncb")
-    codec = ncodec.load(args.codec, args.quality, device=args.device)
+    if modality not in cache:
+        name = None
+        if args.codec is not None:
+            info = registry.codec_info(args.codec)
+            if info.modality != modality:
+                raise ValueError(f"codec {args.codec} codes {info.modality}, this input is {modality}")
+            name = args.codec
+        cache[modality] = ncodec.load(name, args.quality, device=args.device, modality=modality)
+    return cache[modality]
+
+
+def _cmd_encode(args: argparse.Namespace) -> int:
+    from ncodec.io import AUDIO_SUFFIXES, IMAGE_SUFFIXES, read_image, write_atomic
+
+    jobs = _plan(args.paths[:-1], args.paths[-1], IMAGE_SUFFIXES + AUDIO_SUFFIXES, ".ncb")
+    codecs: dict = {}
 
     def encode(src: Path, dst: Path) -> None:
+        if src.suffix.lower() in AUDIO_SUFFIXES:
+            codec = _codec_for(args, "audio", codecs)
+            codec.encode_file(src, dst, bitrate=args.bitrate, force=args.force)
+            return
+        if args.bitrate is not None:
+            raise ValueError(f"{src}: --bitrate is for audio; images take --quality")
+        codec = _codec_for(args, "image", codecs)
         write_atomic(dst, codec.compress(read_image(src)), force=args.force)
 
     _run_jobs(jobs, encode, "encode")
@@ -122,11 +145,28 @@ def _cmd_encode(args: argparse.Namespace) -> int:
 
 def _cmd_decode(args: argparse.Namespace) -> int:
     import ncodec
-    from ncodec.io import image_bytes, write_atomic
+    from ncodec.codecs import container
+    from ncodec.io import AUDIO_OUT_SUFFIXES, image_bytes, write_atomic
 
-    jobs = _plan(args.paths[:-1], args.paths[-1], (".ncb",), ".png")
+    output = args.paths[-1]
+    jobs = _plan(args.paths[:-1], output, (".ncb",), ".png")
+    auto_named = {dst for src, dst in jobs if dst == Path(output) / (src.stem + ".png")}
 
     def decode(src: Path, dst: Path) -> None:
+        with open(src, "rb") as f:
+            header = container.read_header(f)
+        if header.modality == "audio":
+            if dst.suffix.lower() not in AUDIO_OUT_SUFFIXES:
+                if dst not in auto_named:
+                    raise ValueError(f"{dst}: audio decodes to {' or '.join(AUDIO_OUT_SUFFIXES)}")
+                dst = dst.with_suffix(".wav")
+            quality = header.meta.get("quality") if isinstance(header.meta, dict) else None
+            try:
+                codec = ncodec.load(header.codec, quality if isinstance(quality, int) else None, device=args.device)
+            except ValueError as exc:
+                raise BitstreamError(f"{src}: made by {header.codec!r}, which this ncodec cannot load: {exc}") from None
+            codec.decode_file(src, dst, force=args.force)
+            return
         x_hat = ncodec.decompress(src.read_bytes(), device=args.device)
         write_atomic(dst, image_bytes(x_hat, dst.suffix or ".png"), force=args.force)
 
@@ -135,19 +175,21 @@ def _cmd_decode(args: argparse.Namespace) -> int:
 
 
 def _add_encode(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser("encode", help="compress images (PNG, JPEG) to .ncb files",
+    p = sub.add_parser("encode", help="compress images (PNG, JPEG) and audio (WAV, FLAC, OGG, MP3) to .ncb files",
                        description="Compress INPUT (a file, several files or directories) to OUTPUT "
                                    "(a file, or a directory for several inputs).")
     p.add_argument("paths", nargs="+", metavar="INPUT... OUTPUT")
-    p.add_argument("--codec", default=None, help="codec name (see `ncodec models`; default: the image default)")
+    p.add_argument("--codec", default=None, help="codec name (see `ncodec models`; default: the modality's default)")
     p.add_argument("--quality", type=positive_int, default=None, help="quality level (default: the codec's)")
+    p.add_argument("--bitrate", type=float, default=None, metavar="KBPS",
+                   help="audio: nominal bitrate in kbps, one the codec offers (see `ncodec models`)")
     p.add_argument("--device", type=device_type, default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.set_defaults(handler=_cmd_encode)
 
 
 def _add_decode(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser("decode", help="decompress .ncb files to PNG (or JPEG by suffix)",
+    p = sub.add_parser("decode", help="decompress .ncb files to PNG/JPEG (images) or WAV/FLAC (audio)",
                        description="Decompress INPUT (a .ncb file, several, or directories) to OUTPUT.")
     p.add_argument("paths", nargs="+", metavar="INPUT... OUTPUT")
     p.add_argument("--device", type=device_type, default="cpu", help="cpu or cuda (default: cpu)")
@@ -179,14 +221,19 @@ def _add_info(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> Non
 
 def _cmd_models(args: argparse.Namespace) -> int:
     def rates(info) -> str:
-        # Nominal rates: bpp measured on the validation images at export, per quality.
+        # Nominal rates: bpp measured on the validation images at export, per quality;
+        # audio: the bitrates (kbps) the qualities select.
+        if info.modality == "audio":
+            from ncodec.models.audio import ARCHITECTURES
+
+            return " ".join(f"{q}:{b:g}kbps" for q, b in enumerate(ARCHITECTURES[info.name].bitrates, 1))
         return " ".join(f"{q}:{info.nominal_bpp[q]:.2f}" for q in info.qualities if q in info.nominal_bpp) or "-"
 
     rows = [(i.name + (" (default)" if i.default else ""), i.modality,
              f"{min(i.qualities)}-{max(i.qualities)} (default {i.default_quality})", rates(i), i.weights,
              i.description)
             for i in ncodec.list_codecs()]
-    headers = ("codec", "modality", "qualities", "nominal bpp (quality:bpp)", "weights", "description")
+    headers = ("codec", "modality", "qualities", "nominal rate (quality:rate)", "weights", "description")
     widths = [max(len(str(r[k])) for r in [headers, *rows]) for k in range(len(headers))]
     for row in [headers, tuple("-" * w for w in widths), *rows]:
         print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())

@@ -48,7 +48,7 @@ import sys
 import zlib
 from array import array
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterable, Iterator, Sequence, Union
+from typing import BinaryIO, Iterable, Iterator, Optional, Sequence, Union
 
 from ncodec.errors import BitstreamError
 
@@ -58,6 +58,7 @@ __all__ = [
     "MAGIC",
     "MODALITIES",
     "ContainerReader",
+    "ContainerStreamReader",
     "ContainerWriter",
     "Header",
     "pack",
@@ -687,6 +688,122 @@ class ContainerReader:
             "substream_bytes": totals,
             "overhead_bytes": self.file_size - sum(totals.values()),
         }
+
+
+class ContainerStreamReader:
+    """Reads a container from its bytes as they arrive, front to back, without seeking:
+    ``push(data)`` returns the chunks (lists of substreams) completed so far, each checked
+    (length, CRC, size table); :attr:`header` is set once the header is complete; ``close()``
+    says the input ended and checks that it ended with the index and trailer.
+
+    Memory: the bytes of one unfinished chunk plus the chunk offsets (8 bytes per chunk).
+
+    The format has no marker between the last chunk and the index, so a structure whose first
+    u32 equals the number of chunks read is taken for the index when the bytes that follow
+    form exactly the index and trailer of the chunks read (offsets, CRC and end magic); a
+    chunk can only be mistaken for it by carrying those very bytes.
+    """
+
+    def __init__(self) -> None:
+        self.header: Optional[Header] = None
+        self.chunks_read: int = 0
+        self._buf = bytearray()
+        self._pos = 0  # container offset of _buf[0]
+        self._offsets: list[int] = []
+        self._finished = False
+        self._failed = False
+
+    def push(self, data: BytesLike) -> list[list[bytes]]:
+        """Add bytes; return the chunks they complete. BitstreamError on malformed input."""
+        if self._failed:
+            raise BitstreamError("the stream already failed")
+        if self._finished and len(data):
+            self._failed = True
+            raise BitstreamError("bytes after the container's trailer")
+        self._buf += bytes(data)
+        try:
+            return self._parse()
+        except BitstreamError:
+            self._failed = True
+            raise
+
+    def _consume(self, n: int) -> bytes:
+        out = bytes(self._buf[:n])
+        del self._buf[:n]
+        self._pos += n
+        return out
+
+    def _parse(self) -> list[list[bytes]]:
+        chunks: list[list[bytes]] = []
+        if self.header is None:
+            if len(self._buf) < _HEAD_SIZE:
+                if bytes(self._buf[: len(MAGIC)]) != MAGIC[: len(self._buf[: len(MAGIC)])]:
+                    _parse_header(_Source(bytes(self._buf)))  # raises with the usual message
+                return chunks
+            (body_len,) = _U32.unpack_from(self._buf, len(MAGIC) + 4)
+            if len(self._buf) < _HEAD_SIZE + min(body_len, MAX_HEADER_BYTES + 1) + 4:
+                if body_len > MAX_HEADER_BYTES or body_len == 0:
+                    _parse_header(_Source(bytes(self._buf)))
+                return chunks
+            self.header, end = _parse_header(_Source(bytes(self._buf)))
+            self._consume(end)
+        while not self._finished and len(self._buf) >= 4:
+            (first,) = _U32.unpack_from(self._buf, 0)
+            n = len(self._offsets)
+            if first == n:
+                index_len = _EMPTY_INDEX + 8 * n + _TRAILER.size
+                if len(self._buf) >= index_len and self._is_index(n):
+                    self._consume(index_len)
+                    self._finished = True
+                    break
+                if len(self._buf) < max(index_len, _CHUNK_HEAD.size + first):
+                    break  # cannot tell the index from a chunk yet
+            if len(self._buf) < _CHUNK_HEAD.size:
+                break
+            length, crc = _CHUNK_HEAD.unpack_from(self._buf, 0)
+            if length > MAX_CHUNK_BYTES:
+                raise BitstreamError(f"chunk {n} length {length} exceeds the format's limit of {MAX_CHUNK_BYTES}")
+            if len(self._buf) < _CHUNK_HEAD.size + length:
+                break
+            start = self._pos
+            raw = self._consume(_CHUNK_HEAD.size + length)
+            payload = memoryview(raw)[_CHUNK_HEAD.size:]
+            computed = zlib.crc32(payload)
+            if computed != crc:
+                raise BitstreamError(f"chunk {n} CRC mismatch (stored {crc:#010x}, computed {computed:#010x}): "
+                                     "the chunk is corrupted")
+            sizes, pos = ContainerReader._size_table(self, n, payload, len(payload))  # type: ignore[arg-type]
+            substreams = []
+            for size in sizes:
+                substreams.append(bytes(payload[pos: pos + size]))
+                pos += size
+            self._offsets.append(start)
+            self.chunks_read += 1
+            chunks.append(substreams)
+        return chunks
+
+    def _is_index(self, n: int) -> bool:
+        table_len = 4 + 8 * n
+        table = bytes(self._buf[:table_len])
+        (stored,) = _U32.unpack_from(self._buf, table_len)
+        if zlib.crc32(table) != stored:
+            return False
+        offsets = array("Q")
+        offsets.frombytes(table[4:])
+        if list(_little_endian(offsets)) != self._offsets:
+            return False
+        index_offset, end_magic = _TRAILER.unpack_from(self._buf, table_len + 4)
+        return end_magic == END_MAGIC and index_offset == self._pos
+
+    def close(self) -> None:
+        """The input has ended: BitstreamError unless it ended right after the trailer."""
+        if self._failed:
+            raise BitstreamError("the stream already failed")
+        if self.header is None:
+            raise BitstreamError(f"truncated: the stream ended inside the header ({len(self._buf)} bytes)")
+        if not self._finished:
+            raise BitstreamError(f"truncated: the stream ended after {self.chunks_read} chunk(s) without "
+                                 "the index and trailer (cut short, or its writer was never closed)")
 
 
 def unpack(data: Source) -> tuple[Header, list[list[bytes]]]:

@@ -1,6 +1,6 @@
 """Registry of the codecs ncodec ships: names, modalities, qualities, defaults, factories.
 
-Each modality module (``ncodec.codecs.image`` today) registers its codecs when imported;
+Each modality module (``ncodec.codecs.image``, ``ncodec.codecs.audio``) registers its codecs when imported;
 :func:`ncodec.load`, :func:`ncodec.decompress`, ``ncodec models`` and the CLI read them here.
 """
 
@@ -57,6 +57,7 @@ def register(info: CodecInfo, factory: Factory) -> None:
 
 def _ensure_loaded() -> None:
     # Modality modules register on import; importing here keeps `ncodec` itself light.
+    import ncodec.codecs.audio  # noqa: F401
     import ncodec.codecs.image  # noqa: F401
 
 

@@ -14,7 +14,6 @@ once before coding.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -28,6 +27,7 @@ from torch import Tensor, nn
 
 from ncodec.entropy.models import use_ncodec_coder
 from ncodec.models.checkerboard import VariableRateCheckerboard
+from ncodec.models.fingerprint import state_fingerprint
 from ncodec.models.variable_rate import VariableRateMeanScaleHyperprior
 
 __all__ = [
@@ -190,15 +190,7 @@ def model_fingerprint(model: nn.Module) -> str:
             if module._quantized_cdf.numel() == 0:
                 who = name or type(module).__name__
                 raise ValueError(f"entropy model {who!r} has no CDF tables: run update() first")
-    digest = hashlib.sha256(b"ncodec-model-fingerprint-v1\0")
-    for key, value in sorted(_decoding_state(model).items()):
-        t = value.detach().to("cpu").contiguous()
-        header = f"{key}\0{str(t.dtype).removeprefix('torch.')}\0{','.join(map(str, t.shape))}\0"
-        raw = t.reshape(-1).view(torch.uint8).numpy().tobytes()
-        digest.update(header.encode())
-        digest.update(len(raw).to_bytes(8, "little"))
-        digest.update(raw)
-    return digest.hexdigest()[:32]
+    return state_fingerprint(_decoding_state(model))
 
 
 def estimate_bits(model: nn.Module, x: Tensor, quality: int | None = None) -> float:

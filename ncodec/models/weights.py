@@ -91,3 +91,74 @@ def load_weights(path: str | Path, *, arch: str | None = None, quality: int | No
     # CompressAI's load_state_dict resizes the (initially empty) CDF-table buffers.
     model.load_state_dict(state)
     return model.eval()
+
+
+# ----------------------------------------------------------------------------- audio
+
+AUDIO_FORMAT = "ncodec-audio-weights-v1"
+
+
+def round_half(model: nn.Module) -> None:
+    """Round ``model``'s float parameters to fp16 values in place (what an fp16 export keeps)."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.is_floating_point():
+                p.copy_(p.half().float())
+
+
+def export_audio_weights(model: nn.Module, path: str | Path, *, arch: str,
+                         info: Mapping[str, Any] | None = None, half: bool = True) -> dict[str, str]:
+    """Write an :class:`~ncodec.models.audio.AudioCodecModel` to ``path`` (safetensors).
+
+    Parameters go to fp16 when ``half`` (rounded in ``model`` too); buffers (EMA codebooks,
+    code counts) keep their dtype. Weight-norm parametrizations are stored as they are
+    (``original0`` / ``original1``). ``info`` goes into the metadata under ``"training"``.
+    """
+    from ncodec.models import audio as audio_models
+
+    if arch not in audio_models.ARCHITECTURES:
+        raise ValueError(f"unknown audio architecture {arch!r}")
+    model = model.cpu().eval()
+    parameters = {name for name, _ in model.named_parameters()}
+    if half:
+        round_half(model)
+    state = {}
+    for key, value in model.state_dict().items():
+        value = value.detach().contiguous()
+        if half and key in parameters and value.is_floating_point():
+            value = value.half()
+        state[key] = value.clone()
+    meta = {"format": AUDIO_FORMAT, "arch": arch, "training": json.dumps(dict(info or {}), sort_keys=True)}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata=meta)
+    tmp.replace(path)
+    return meta
+
+
+def read_audio_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of an audio weights file (ValueError if it is not one)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types for damaged headers
+        raise ValueError(f"{path}: not a safetensors weights file ({exc})") from None
+    if meta.get("format") != AUDIO_FORMAT:
+        raise ValueError(f"{path}: not an ncodec audio weights file (format {meta.get('format')!r})")
+    return meta
+
+
+def load_audio_weights(path: str | Path, *, arch: str | None = None) -> nn.Module:
+    """The :class:`~ncodec.models.audio.AudioCodecModel` in ``path``, fp32, eval mode."""
+    from ncodec.models import audio as audio_models
+
+    meta = read_audio_metadata(path)
+    if arch is not None and meta["arch"] != arch:
+        raise ValueError(f"{path}: weights are for {meta['arch']!r}, not {arch!r}")
+    model = audio_models.build_audio_model(meta["arch"])
+    with safe_open(str(path), framework="pt") as f:
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    model.load_state_dict(state)
+    return model.eval()

@@ -1,4 +1,4 @@
-"""``ncodec train image ...``: the command line of the trainer.
+"""``ncodec train image|audio ...``: the command line of the trainer.
 
 Options given on the command line override those of ``--config FILE`` (a JSON
 :class:`~ncodec.train.trainer.TrainConfig`, task options under ``"task"``). Under
@@ -45,6 +45,32 @@ def add_train_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
     img.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
     img.set_defaults(handler=run_train)
 
+    aud = modalities.add_parser("audio", help="train an audio codec (mel + adversarial losses)")
+    aud.add_argument("--data", help="training audio folder(s), comma-separated (searched recursively)")
+    aud.add_argument("--val", help="held-out audio: a folder or a list file (never trained on)")
+    aud.add_argument("--arch", help="architecture (default speech-rvq-16k; see ncodec.models.audio)")
+    aud.add_argument("--steps", type=int, help="optimizer steps")
+    aud.add_argument("--out", help="output folder (resumes from its checkpoint)")
+    aud.add_argument("--config", help="JSON config; command-line options override it")
+    aud.add_argument("--batch-size", type=int)
+    aud.add_argument("--segment-seconds", type=float, help="training window (default 1.0)")
+    aud.add_argument("--lr", type=float)
+    aud.add_argument("--disc-lr", type=float)
+    aud.add_argument("--lr-schedule", choices=("cosine", "step", "constant"))
+    aud.add_argument("--warmup-steps", type=int)
+    aud.add_argument("--adversarial-start", type=int, help="step from which the discriminators count (default 0)")
+    aud.add_argument("--disc-channels", type=int, help="discriminator width (default 32; 8-16 on CPU)")
+    aud.add_argument("--device", help="cpu or cuda")
+    aud.add_argument("--num-workers", type=int)
+    aud.add_argument("--val-every", type=int)
+    aud.add_argument("--val-limit", type=int, help="validate on the first N held-out files (default 8)")
+    aud.add_argument("--checkpoint-every", type=int)
+    aud.add_argument("--log-every", type=int)
+    aud.add_argument("--seed", type=int)
+    aud.add_argument("--init", help="start from these weights (.safetensors)")
+    aud.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+    aud.set_defaults(handler=run_train)
+
 
 def _quality_for(lmbda: float, metric: str) -> int:
     """The quality whose CompressAI λ is nearest to ``lmbda`` (on a log scale)."""
@@ -57,14 +83,19 @@ def _quality_for(lmbda: float, metric: str) -> int:
 def config_from_args(args: argparse.Namespace):
     from ncodec.train.trainer import TrainConfig
 
-    task: dict[str, Any] = {k: getattr(args, k) for k in ("data", "val", "arch", "quality", "lmbda", "metric",
-                                                           "patch_size", "val_limit")
-                            if getattr(args, k) is not None}
-    if "quality" not in task and "lmbda" in task:
+    task_keys = (("data", "val", "arch", "segment_seconds", "adversarial_start", "disc_channels", "val_limit")
+                 if args.modality == "audio" else
+                 ("data", "val", "arch", "quality", "lmbda", "metric", "patch_size", "val_limit"))
+    task: dict[str, Any] = {k: getattr(args, k) for k in task_keys if getattr(args, k) is not None}
+    if args.modality == "image" and "quality" not in task and "lmbda" in task:
         task["quality"] = _quality_for(task["lmbda"], task.get("metric", "mse"))
     overrides = {k: getattr(args, k) for k in ("out", "steps", "batch_size", "lr", "lr_schedule", "warmup_steps",
                                                "device", "num_workers", "val_every", "checkpoint_every",
                                                "log_every", "seed", "init")}
+    if args.modality == "audio":
+        overrides["disc_lr"] = args.disc_lr
+        # GANs want Adam with a short memory (HiFi-GAN / DAC); a --config may say otherwise.
+        overrides["adam_betas"] = None if args.config else (0.8, 0.99)
     if args.no_amp:
         overrides["amp"] = False
     if args.config:
@@ -76,11 +107,18 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from ncodec.train.image import ImageTask
     from ncodec.train.trainer import Trainer
 
     config = config_from_args(args)
-    result = Trainer(config, ImageTask(config.task)).fit()
+    if args.modality == "audio":
+        from ncodec.train.audio import AudioTask
+
+        task: Any = AudioTask(config.task)
+    else:
+        from ncodec.train.image import ImageTask
+
+        task = ImageTask(config.task)
+    result = Trainer(config, task).fit()
     if "weights" in result:
         print(json.dumps({"weights": result["weights"], "steps": result["steps"],
                           "seconds": round(result["seconds"], 1), "val": result["val"]}, indent=2))

@@ -8,6 +8,8 @@ how weights are exported) is a :class:`TrainTask`; :class:`Trainer` runs any tas
 * a learning-rate schedule (``cosine``, ``step`` (×0.1 at 80 % and 95 %) or ``constant``)
   after a linear warm-up, and gradient-norm clipping;
 * bf16 autocast on CUDA when ``amp`` is set (CPU runs stay fp32);
+* adversarial tasks (those with ``build_discriminator``, e.g. audio): a discriminator with its
+  own Adam, stepped after each generator step on the batch the generator just coded;
 * checkpoints (``checkpoint.pt``, tensors and plain values only, read back with
   ``weights_only=True``) every ``checkpoint_every`` steps and at the end; a run started
   on an output folder that holds one resumes from it;
@@ -65,6 +67,9 @@ class TrainConfig:
         checkpoint_every: steps between checkpoints.
         log_every: steps between training-metric lines.
         init: weights to start from (a task-specific file, e.g. a lower quality's weights).
+        adam_betas: the Adam betas of the main (and discriminator) optimizer; GAN training
+            wants a shorter memory, e.g. [0.8, 0.99].
+        disc_lr: learning rate of the discriminator (default: ``lr``), adversarial tasks only.
         task: the task's own options (architecture, λ, data folders, ...).
     """
 
@@ -84,6 +89,8 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 50
     init: Optional[str] = None
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    disc_lr: Optional[float] = None
     task: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -91,8 +98,12 @@ class TrainConfig:
             raise ValueError("steps and batch_size must be >= 1")
         if self.lr_schedule not in ("cosine", "step", "constant"):
             raise ValueError(f"lr_schedule must be cosine, step or constant, got {self.lr_schedule!r}")
-        if not self.lr > 0 or not self.aux_lr > 0:
+        if not self.lr > 0 or not self.aux_lr > 0 or (self.disc_lr is not None and not self.disc_lr > 0):
             raise ValueError("learning rates must be > 0")
+        betas = tuple(float(b) for b in self.adam_betas)
+        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas!r}")
+        self.adam_betas = betas
 
     @classmethod
     def from_json(cls, path: str | Path, **overrides: Any) -> "TrainConfig":
@@ -132,6 +143,19 @@ class TrainTask(Protocol):
 
     def export(self, model: nn.Module, out: Path, info: dict[str, Any]) -> Path:
         """Write the shippable weights of ``model`` into ``out``; return the file."""
+
+
+class AdversarialTask(TrainTask, Protocol):
+    """A task trained against a discriminator (GAN codecs). The trainer calls
+    ``training_step(net, batch, discriminator)`` (generator losses, adversarial terms
+    included), steps the model, then ``discriminator_step(discriminator, batch)``, whose
+    ``"loss"`` trains the discriminator on what the generator produced for ``batch``."""
+
+    def build_discriminator(self) -> nn.Module:
+        """A fresh discriminator."""
+
+    def discriminator_step(self, discriminator: nn.Module, batch: Tensor) -> dict[str, Tensor]:
+        """``{"loss": scalar, ...}`` of the discriminator on the last generator output."""
 
 
 def _lr_factor(step: int, config: TrainConfig) -> float:
@@ -212,7 +236,7 @@ class Trainer:
     def _optimizers(self, model: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
         main = [p for n, p in model.named_parameters() if not n.endswith(".quantiles") and p.requires_grad]
         aux = [p for n, p in model.named_parameters() if n.endswith(".quantiles") and p.requires_grad]
-        optimizer = torch.optim.Adam(main, lr=self.config.lr)
+        optimizer = torch.optim.Adam(main, lr=self.config.lr, betas=self.config.adam_betas)
         # A model without entropy bottlenecks still gets a (no-op) aux optimizer.
         aux_optimizer = torch.optim.Adam(aux or [torch.zeros(1, requires_grad=True)], lr=self.config.aux_lr)
         return optimizer, aux_optimizer
@@ -234,7 +258,7 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def _save_checkpoint(self, model: nn.Module, optimizer, aux_optimizer, step: int) -> None:
-        state = {
+        state = {**self._disc_state(),
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "aux_optimizer": aux_optimizer.state_dict(),
@@ -256,8 +280,43 @@ class Trainer:
         optimizer.load_state_dict(state["optimizer"])
         aux_optimizer.load_state_dict(state["aux_optimizer"])
         torch.set_rng_state(state["torch_rng"])
+        if self.discriminator is not None:
+            if "discriminator" not in state:
+                raise ValueError(f"{path} has no discriminator: it is not a checkpoint of this task")
+            self.discriminator.load_state_dict(state["discriminator"])
+            self.disc_optimizer.load_state_dict(state["disc_optimizer"])
         self._seconds_before = float(state.get("train_seconds", 0.0))
         return int(state["step"])
+
+    def _disc_state(self) -> dict[str, Any]:
+        if self.discriminator is None:
+            return {}
+        return {"discriminator": self.discriminator.state_dict(),
+                "disc_optimizer": self.disc_optimizer.state_dict()}
+
+    def _build_discriminator(self) -> None:
+        self.discriminator: Optional[nn.Module] = None
+        self.disc_optimizer: Optional[torch.optim.Optimizer] = None
+        if not hasattr(self.task, "build_discriminator"):
+            return
+        self.discriminator = self.task.build_discriminator().to(self.device).train()
+        self.disc_optimizer = torch.optim.Adam(self.discriminator.parameters(),
+                                               lr=self.config.disc_lr or self.config.lr,
+                                               betas=self.config.adam_betas)
+
+    def _discriminator_step(self, disc_net: nn.Module, batch: Tensor, step: int, use_amp: bool) -> dict[str, Tensor]:
+        assert self.disc_optimizer is not None and self.discriminator is not None
+        for group in self.disc_optimizer.param_groups:
+            group["lr"] = (self.config.disc_lr or self.config.lr) * _lr_factor(step, self.config)
+        self.disc_optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_amp):
+            d_losses = self.task.discriminator_step(disc_net, batch)
+        if d_losses["loss"].requires_grad:
+            d_losses["loss"].backward()
+            if self.config.clip_max_norm > 0:
+                torch.nn.utils.clip_grad_norm_(self.discriminator.parameters(), self.config.clip_max_norm)
+            self.disc_optimizer.step()
+        return {f"disc_{k}": v for k, v in d_losses.items()}
 
     # ------------------------------------------------------------------ logging
 
@@ -308,6 +367,7 @@ class Trainer:
         if config.init:
             self.task.load_init(model, config.init)
         optimizer, aux_optimizer = self._optimizers(model)
+        self._build_discriminator()
         start = self._load_checkpoint(model, optimizer, aux_optimizer)
         if self.distributed:
             # Start from rank 0's weights. The quantiles are trained by the aux loss,
@@ -318,8 +378,14 @@ class Trainer:
             DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
                 model, [n for n, _ in model.named_parameters() if n.endswith(".quantiles")])
             net: nn.Module = DistributedDataParallel(model)
+            if self.discriminator is not None:
+                for p in self.discriminator.state_dict().values():
+                    dist.broadcast(p, 0)
         else:
             net = model
+        disc_net = self.discriminator
+        if self.distributed and disc_net is not None:
+            disc_net = DistributedDataParallel(disc_net)
         quantiles = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
         dataset = self.task.dataset(config.seed + 1_000_003 * self.rank)
         batches = self._batches(dataset, start)
@@ -337,7 +403,8 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
             aux_optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_amp):
-                losses = self.task.training_step(net, batch)
+                losses = (self.task.training_step(net, batch) if disc_net is None
+                          else self.task.training_step(net, batch, disc_net))
             losses["loss"].backward()
             if config.clip_max_norm > 0:
                 torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], config.clip_max_norm)
@@ -350,6 +417,8 @@ class Trainer:
                         dist.all_reduce(q.grad)
                         q.grad /= self.world_size
                 aux_optimizer.step()
+            if disc_net is not None:
+                losses.update(self._discriminator_step(disc_net, batch, step, use_amp))
             for k, v in {**losses, "aux_loss": aux_loss}.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             count += 1

@@ -1,0 +1,659 @@
+"""Audio codec objects: resampling, channels, chunked and streaming coding, tokens, files.
+
+An :class:`AudioCodec` wraps a causal :class:`~ncodec.models.audio.AudioCodecModel`. Audio at any
+sample rate is resampled to the model's rate, each channel is coded as a mono signal, and the
+codes of every ``chunk_frames`` frames go into one container chunk, range-coded with the
+model's per-codebook code frequencies. Decoding mirrors it and restores the input's sample
+rate and length.
+
+Guarantees:
+
+* **Bounded memory.** Everything runs on windows of at most ``block_frames`` frames plus the
+  model's receptive field, so encoding and decoding a file (:meth:`AudioCodec.encode_file`,
+  :meth:`AudioCodec.decode_file`) take memory independent of its length.
+* **No seams.** The model is causal with a finite receptive field: a window that starts that
+  far before its first new frame yields exactly the frames of coding the whole signal at
+  once, so chunk and window boundaries leave no trace (the resampler does the same with its
+  filter's support).
+* **Streaming = whole-file.** :class:`StreamEncoder` takes samples as they come and returns
+  bytes as soon as a chunk is complete; :class:`StreamDecoder` takes those bytes in any
+  pieces and returns samples. The bytes are a normal ncodec file (header, chunks, index).
+
+Each chunk has two substreams: ``head`` (varints: frames in the chunk, valid samples at the
+model's rate) and ``codes`` (the range-coder stream of the ``[channels, n_q, frames]`` codes,
+codebook ``q`` coded with its own table).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import zlib
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+import torchaudio.functional as AF
+
+from ncodec.codecs import container
+from ncodec.codecs.registry import CodecInfo, register
+from ncodec.entropy import coder
+from ncodec.errors import BitstreamError
+from ncodec.models import audio as audio_models
+from ncodec.models import weights as weights_io
+from ncodec.models.fingerprint import state_fingerprint
+
+__all__ = ["AudioCodec", "StreamDecoder", "StreamEncoder"]
+
+AudioInput = Union[torch.Tensor, np.ndarray]
+SUBSTREAMS = ("head", "codes")
+MAX_CHANNELS = 8
+MAX_SAMPLE_RATE = 384_000
+# The most frames one chunk may claim: bounds what a hostile file can make the decoder allocate.
+MAX_CHUNK_FRAMES = 1 << 16
+DEFAULT_CHUNK_SECONDS = 10.0
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _read_varints(data: bytes, count: int) -> list[int]:
+    values, pos = [], 0
+    for _ in range(count):
+        value = shift = 0
+        while True:
+            if pos >= len(data) or shift > 63:
+                raise BitstreamError("audio chunk head is truncated or malformed")
+            byte = data[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        values.append(value)
+    if pos != len(data):
+        raise BitstreamError("audio chunk head has trailing bytes")
+    return values
+
+
+def _as_channels_first(wav: AudioInput) -> torch.Tensor:
+    """float32 ``[C, T]`` from ``[T]`` or ``[C, T]`` (tensor or array, float or int16)."""
+    t = torch.as_tensor(wav)
+    if t.dtype == torch.int16:
+        t = t.float() / 32768.0
+    if not t.is_floating_point():
+        raise ValueError(f"audio must be float (or int16) samples, got {t.dtype}")
+    t = t.detach().float().cpu()
+    if t.dim() == 1:
+        t = t.unsqueeze(0)
+    if t.dim() != 2 or not 1 <= t.shape[0] <= MAX_CHANNELS:
+        raise ValueError(f"audio must be [T] or [C, T] with 1..{MAX_CHANNELS} channels, got {tuple(t.shape)}")
+    if not torch.isfinite(t).all():
+        raise ValueError("audio has NaN or infinite samples")
+    return t
+
+
+def _check_rate(sample_rate: int) -> int:
+    if not isinstance(sample_rate, (int, np.integer)) or not 1000 <= int(sample_rate) <= MAX_SAMPLE_RATE:
+        raise ValueError(f"sample_rate must be an integer in 1000..{MAX_SAMPLE_RATE} Hz, got {sample_rate!r}")
+    return int(sample_rate)
+
+
+class StreamResampler:
+    """Resamples a signal given in pieces exactly as :func:`torchaudio.functional.resample`
+    resamples it whole (up to float rounding), with bounded memory.
+
+    ``push([C, n])`` returns the output samples that are final so far; ``flush()`` the rest.
+    The output has ``ceil(N * new / orig)`` samples for ``N`` input samples.
+    """
+
+    def __init__(self, orig: int, new: int, channels: int):
+        g = math.gcd(orig, new)
+        self.orig, self.new = orig // g, new // g
+        self.identity = self.orig == self.new
+        self.channels = channels
+        # torchaudio's sinc kernel reaches lowpass_filter_width / (rolloff * min rate) seconds
+        # each side: whole periods of `orig` input samples with room to spare.
+        width = math.ceil(6 * self.orig / (0.99 * min(self.orig, self.new))) + 1
+        self.pad = -(-width // self.orig) * self.orig
+        self._buf = torch.zeros(channels, self.pad)  # left zeros = the whole signal's padding
+        self._consumed = 0  # input samples already turned into output (multiple of orig)
+        self._total_in = 0
+        self._emitted = 0
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        return AF.resample(x, self.orig, self.new)
+
+    def push(self, x: torch.Tensor) -> torch.Tensor:
+        if self.identity:
+            self._total_in += x.shape[-1]
+            return x
+        self._buf = torch.cat([self._buf, x], dim=-1)
+        self._total_in += x.shape[-1]
+        # Inputs with `pad` samples of look-ahead available, in whole periods.
+        ready = (self._buf.shape[-1] - 2 * self.pad) // self.orig * self.orig
+        if ready <= 0:
+            return x.new_zeros(self.channels, 0)
+        return self._emit(ready)
+
+    def _emit(self, ready: int) -> torch.Tensor:
+        window = self._buf[:, : ready + 2 * self.pad]
+        y = self._run(window)
+        skip = self.pad // self.orig * self.new
+        out = y[:, skip: skip + ready // self.orig * self.new]
+        self._buf = self._buf[:, ready:]
+        self._consumed += ready
+        self._emitted += out.shape[-1]
+        return out
+
+    def flush(self) -> torch.Tensor:
+        if self.identity:
+            return torch.zeros(self.channels, 0)
+        total_out = -(-self._total_in * self.new // self.orig)
+        left = self._buf.shape[-1] - self.pad
+        if left > 0:
+            # Whole periods plus the zeros the whole signal is padded with at its end.
+            ready = -(-left // self.orig) * self.orig
+            self._buf = torch.cat([self._buf, self._buf.new_zeros(self.channels, ready - left + self.pad)], -1)
+            out = self._emit(ready)
+        else:
+            out = torch.zeros(self.channels, 0)
+        keep = max(0, total_out - (self._emitted - out.shape[-1]))
+        self._emitted = total_out
+        return out[:, :keep]
+
+
+class _WindowedEncoder:
+    """Frames of a growing model-rate signal, each computed from a window holding the
+    encoder's receptive field, so they equal the frames of encoding the signal at once."""
+
+    def __init__(self, model: audio_models.AudioCodecModel, channels: int, n_q: int, block_frames: int):
+        self.model, self.n_q, self.hop = model, n_q, model.hop
+        self.context = model.encoder_context()
+        self.block = block_frames * self.hop
+        self._device = next(model.parameters()).device
+        self._buf = torch.zeros(channels, 0)
+        self._start = 0  # signal index of _buf[:, 0]
+        self._done = 0  # samples already turned into frames
+
+    def push(self, x: torch.Tensor, final: bool = False) -> list[torch.Tensor]:
+        """Codes ``[C, n_q, f]`` of every frame completed by ``x``; ``final`` pads the last one."""
+        self._buf = torch.cat([self._buf, x], dim=-1)
+        end = self._start + self._buf.shape[-1]
+        if final and end % self.hop:
+            pad = self.hop - end % self.hop
+            self._buf = torch.cat([self._buf, self._buf.new_zeros(self._buf.shape[0], pad)], -1)
+            end += pad
+        out = []
+        while end - self._done >= self.hop:
+            stop = min(end, self._done + self.block) // self.hop * self.hop
+            begin = max(0, self._done - self.context)
+            window = self._buf[:, begin - self._start: stop - self._start]
+            with torch.inference_mode():
+                codes = self.model.encode(window.unsqueeze(1).to(self._device), self.n_q)
+            out.append(codes[..., (self._done - begin) // self.hop:].cpu())
+            self._done = stop
+        # Keep only the context the next window needs.
+        keep_from = max(0, self._done - self.context)
+        self._buf = self._buf[:, keep_from - self._start:]
+        self._start = keep_from
+        return out
+
+
+class _WindowedDecoder:
+    """Samples of a growing code sequence, each from a window of codes holding the decoder's
+    receptive field (equal to decoding the whole sequence at once)."""
+
+    def __init__(self, model: audio_models.AudioCodecModel, block_frames: int):
+        self.model, self.hop = model, model.hop
+        self.context = model.decoder_context()
+        self.block = block_frames
+        self._device = next(model.parameters()).device
+        self._codes: Optional[torch.Tensor] = None
+        self._start = 0
+        self._done = 0
+
+    def push(self, codes: torch.Tensor) -> list[torch.Tensor]:
+        """Waveform ``[C, f * hop]`` of new codes ``[C, n_q, f]``."""
+        self._codes = codes if self._codes is None else torch.cat([self._codes, codes], dim=-1)
+        end = self._start + self._codes.shape[-1]
+        out = []
+        while end > self._done:
+            stop = min(end, self._done + self.block)
+            begin = max(0, self._done - self.context)
+            window = self._codes[..., begin - self._start: stop - self._start]
+            with torch.inference_mode():
+                wav = self.model.decode(window.to(self._device))[:, 0]
+            out.append(wav[:, (self._done - begin) * self.hop:].cpu())
+            self._done = stop
+        keep_from = max(0, self._done - self.context)
+        self._codes = self._codes[..., keep_from - self._start:]
+        self._start = keep_from
+        return out
+
+
+class StreamEncoder:
+    """Encode audio as it arrives: ``push(samples) -> bytes``, then ``close() -> bytes``.
+
+    The bytes, concatenated, are one ncodec file (header, then one chunk per ``chunk_frames``
+    frames, then the index), identical to :meth:`AudioCodec.compress` of the whole signal with
+    the same ``chunk_frames``. Latency: a chunk (``chunk_frames / frame_rate`` seconds) plus
+    the resampler's look-ahead.
+    """
+
+    def __init__(self, codec: "AudioCodec", sample_rate: int, channels: int, *, bitrate: Optional[float] = None,
+                 chunk_frames: Optional[int] = None, samples: Optional[int] = None):
+        self.codec = codec
+        self.sample_rate = _check_rate(sample_rate)
+        if not 1 <= channels <= MAX_CHANNELS:
+            raise ValueError(f"channels must be in 1..{MAX_CHANNELS}, got {channels}")
+        self.channels = channels
+        self.bitrate = codec.bitrate if bitrate is None else float(bitrate)
+        self.n_q = codec.arch.n_q_for(self.bitrate)
+        self.chunk_frames = int(chunk_frames or codec.chunk_frames)
+        if not 1 <= self.chunk_frames <= MAX_CHUNK_FRAMES:
+            raise ValueError(f"chunk_frames must be in 1..{MAX_CHUNK_FRAMES}")
+        quality = 1 + min(range(len(codec.bitrates)), key=lambda i: abs(codec.bitrates[i] - self.bitrate))
+        meta = {"quality": quality, "bitrate": self.bitrate, "n_q": self.n_q,
+                "sample_rate": self.sample_rate, "model_sample_rate": codec.sample_rate,
+                "channels": channels, "chunk_frames": self.chunk_frames}
+        if samples is not None:
+            meta["samples"] = int(samples)
+        header = container.Header(codec=codec.name, fingerprint=codec.fingerprint, modality="audio",
+                                  substreams=SUBSTREAMS, meta=meta)
+        self._sink = io.BytesIO()
+        self._writer = container.ContainerWriter(self._sink, header)
+        self._resampler = StreamResampler(self.sample_rate, codec.sample_rate, channels)
+        self._encoder = _WindowedEncoder(codec.model, channels, self.n_q, max(self.chunk_frames, codec.block_frames))
+        self._pending: list[torch.Tensor] = []
+        self._pending_frames = 0
+        self._model_samples = 0  # at the model's rate, resampled so far
+        self._written_frames = 0
+        self._closed = False
+
+    def _take(self) -> bytes:
+        data = self._sink.getvalue()
+        self._sink.seek(0)
+        self._sink.truncate()
+        return data
+
+    def _write_chunks(self, final: bool) -> None:
+        while self._pending_frames >= self.chunk_frames or (final and self._pending_frames):
+            codes = torch.cat(self._pending, dim=-1)
+            n = min(self.chunk_frames, codes.shape[-1])
+            chunk, rest = codes[..., :n], codes[..., n:]
+            self._pending = [rest] if rest.shape[-1] else []
+            self._pending_frames = rest.shape[-1]
+            hop = self.codec.hop
+            valid = min(n * hop, self._model_samples - self._written_frames * hop) if final and not rest.shape[-1] \
+                else n * hop
+            self._writer.add_chunk([_varint(n) + _varint(valid), self.codec.code_bytes(chunk)])
+            self._written_frames += n
+
+    def push(self, wav: AudioInput) -> bytes:
+        """Add samples ``[C, n]`` (or ``[n]`` for mono) at ``sample_rate``; returns new bytes."""
+        if self._closed:
+            raise ValueError("the stream is closed")
+        x = _as_channels_first(wav)
+        if x.shape[0] != self.channels:
+            raise ValueError(f"stream has {self.channels} channel(s), got {x.shape[0]}")
+        y = self._resampler.push(x)
+        self._model_samples += y.shape[-1]
+        for codes in self._encoder.push(y):
+            self._pending.append(codes)
+            self._pending_frames += codes.shape[-1]
+        self._write_chunks(final=False)
+        return self._take()
+
+    def close(self) -> bytes:
+        """Code what is left and finish the file; returns the last bytes."""
+        if self._closed:
+            return b""
+        self._closed = True
+        y = self._resampler.flush()
+        self._model_samples += y.shape[-1]
+        for codes in self._encoder.push(y, final=True):
+            self._pending.append(codes)
+            self._pending_frames += codes.shape[-1]
+        self._write_chunks(final=True)
+        self._writer.close()
+        return self._take()
+
+
+class StreamDecoder:
+    """Decode an ncodec audio file from its bytes in any pieces: ``push(bytes) -> samples``.
+
+    Returns float32 ``[C, n]`` at the file's ``sample_rate`` (known once the header has
+    arrived: :attr:`sample_rate`, :attr:`channels`); ``close()`` checks that the file ended
+    properly (index and trailer) and returns the last samples.
+    """
+
+    def __init__(self, codec: "AudioCodec"):
+        self.codec = codec
+        self._reader = container.ContainerStreamReader()
+        self.meta: Optional[dict] = None
+        self._decoder = _WindowedDecoder(codec.model, codec.block_frames)
+        self._resampler: Optional[StreamResampler] = None
+        self._out_samples = 0
+        self._model_samples = 0
+        self._frames = 0
+
+    @property
+    def sample_rate(self) -> Optional[int]:
+        return None if self.meta is None else self.meta["sample_rate"]
+
+    @property
+    def channels(self) -> Optional[int]:
+        return None if self.meta is None else self.meta["channels"]
+
+    def _limit(self, y: torch.Tensor) -> torch.Tensor:
+        total = self.meta.get("samples") if self.meta else None
+        if total is not None:
+            y = y[:, : max(0, total - self._out_samples)]
+        self._out_samples += y.shape[-1]
+        return y
+
+    def push(self, data: bytes) -> torch.Tensor:
+        outs = []
+        for chunk in self._reader.push(data):
+            if self.meta is None:
+                self.meta = self.codec.check_header(self._reader.header)
+                self._resampler = StreamResampler(self.codec.sample_rate, self.meta["sample_rate"],
+                                                  self.meta["channels"])
+            outs.append(self._decode_chunk(chunk))
+        if self.meta is None and self._reader.header is not None:
+            self.meta = self.codec.check_header(self._reader.header)
+            self._resampler = StreamResampler(self.codec.sample_rate, self.meta["sample_rate"], self.meta["channels"])
+        channels = self.meta["channels"] if self.meta else 1
+        return torch.cat(outs, -1) if outs else torch.zeros(channels, 0)
+
+    def _decode_chunk(self, substreams: list[bytes]) -> torch.Tensor:
+        meta = self.meta
+        frames, valid = _read_varints(substreams[0], 2)
+        if not 1 <= frames <= min(meta["chunk_frames"], MAX_CHUNK_FRAMES) or valid > frames * self.codec.hop:
+            raise BitstreamError(f"audio chunk claims {frames} frames and {valid} samples")
+        if self._model_samples != self._frames * self.codec.hop:
+            raise BitstreamError("audio chunk follows a short (final) chunk")
+        codes = self.codec.decode_codes(substreams[1], meta["channels"], meta["n_q"], frames)
+        self._frames += frames
+        pieces = self._decoder.push(codes)
+        wav = torch.cat(pieces, -1)[:, :valid]
+        self._model_samples += valid
+        return self._limit(self._resampler.push(wav))
+
+    def close(self) -> torch.Tensor:
+        self._reader.close()
+        if self.meta is None:
+            raise BitstreamError("the stream ended before its header")
+        return self._limit(self._resampler.flush())
+
+
+class AudioCodec:
+    """A learned audio codec (one model, every bitrate it offers).
+
+    Args:
+        name: registry name, written in every file.
+        model: a causal :class:`~ncodec.models.audio.AudioCodecModel` (eval mode is set).
+        quality: 1-based index into the model's ``bitrates``: the default bitrate.
+        device: where the model runs.
+        chunk_seconds: audio per container chunk (the unit of random access).
+        block_seconds: audio per model call (bounds memory; does not change the bytes).
+
+    Attributes:
+        sample_rate: the model's rate in Hz (input at other rates is resampled).
+        bitrates: nominal kbps it offers (``n_q * log2(K) * frame_rate``); actual files are
+            smaller, as the codes are entropy-coded.
+    """
+
+    modality = "audio"
+
+    def __init__(self, name: str, model: audio_models.AudioCodecModel, quality: int = 1,
+                 device: torch.device | str = "cpu", *, chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+                 block_seconds: float = 10.0):
+        self.name = name
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.arch = model.arch
+        self.sample_rate, self.hop = self.arch.sample_rate, self.arch.hop
+        self.frame_rate = self.arch.frame_rate
+        self.bitrates = tuple(self.arch.bitrates)
+        if not 1 <= quality <= len(self.bitrates):
+            raise ValueError(f"{name} has qualities 1..{len(self.bitrates)}, not {quality}")
+        self.quality = quality
+        self.bitrate = self.bitrates[quality - 1]
+        self.chunk_frames = max(1, round(chunk_seconds * self.frame_rate))
+        self.block_frames = max(1, round(block_seconds * self.frame_rate))
+        self.fingerprint = self._fingerprint()
+        counts = self.model.code_counts.detach().double().cpu()
+        # One table row per codebook; the escape symbol is never used (codes are in range).
+        self._cdfs = coder.pmf_to_quantized_cdf(counts / counts.sum(1, keepdim=True),
+                                                tail_mass=torch.full((counts.shape[0],), 1e-9))
+        self._cdf_lengths = torch.full((counts.shape[0],), counts.shape[1] + 2, dtype=torch.int32)
+        self._offsets = torch.zeros(counts.shape[0], dtype=torch.int32)
+
+    def __repr__(self) -> str:
+        return f"AudioCodec({self.name!r}, {self.sample_rate} Hz, bitrates={list(self.bitrates)} kbps)"
+
+    def _fingerprint(self) -> str:
+        # Everything decoding depends on: quantizer, decoder, code prior (not the encoder).
+        state = {k: v for k, v in self.model.state_dict().items() if not k.startswith("encoder.")}
+        return state_fingerprint(state)
+
+    # ---------------------------------------------------------------- entropy coding of codes
+
+    def code_bytes(self, codes: torch.Tensor) -> bytes:
+        """Range-code ``codes [C, n_q, F]`` with the per-codebook tables."""
+        c, n_q, f = codes.shape
+        indexes = torch.arange(n_q, dtype=torch.int32).view(1, n_q, 1).expand(c, n_q, f)
+        return coder.encode(codes.to(torch.int32), indexes, self._cdfs, self._cdf_lengths, self._offsets)
+
+    def decode_codes(self, data: bytes, channels: int, n_q: int, frames: int) -> torch.Tensor:
+        """Inverse of :meth:`code_bytes`; int64 ``[channels, n_q, frames]``."""
+        indexes = torch.arange(n_q, dtype=torch.int32).view(1, n_q, 1).expand(channels, n_q, frames)
+        codes = coder.decode(data, indexes.contiguous(), self._cdfs, self._cdf_lengths, self._offsets)
+        if int(codes.max()) >= self.arch.codebook_size or int(codes.min()) < 0:
+            raise BitstreamError("audio codes out of range (escape symbol in the stream)")
+        return codes.long()
+
+    # ---------------------------------------------------------------- whole signals
+
+    def stream_encoder(self, sample_rate: int, channels: int = 1, *, bitrate: Optional[float] = None,
+                       chunk_frames: Optional[int] = None, samples: Optional[int] = None) -> StreamEncoder:
+        """A :class:`StreamEncoder` for audio at ``sample_rate`` with ``channels``."""
+        return StreamEncoder(self, sample_rate, channels, bitrate=bitrate, chunk_frames=chunk_frames,
+                             samples=samples)
+
+    def stream_decoder(self) -> StreamDecoder:
+        """A :class:`StreamDecoder` for files of this codec."""
+        return StreamDecoder(self)
+
+    def compress(self, wav: AudioInput, sample_rate: Optional[int] = None, *, bitrate: Optional[float] = None,
+                 chunk_frames: Optional[int] = None) -> bytes:
+        """Code ``wav`` (float ``[T]`` or ``[C, T]`` in [-1, 1], at ``sample_rate`` Hz, default
+        the model's) at ``bitrate`` kbps (one of :attr:`bitrates`; default the quality's)."""
+        x = _as_channels_first(wav)
+        enc = self.stream_encoder(self.sample_rate if sample_rate is None else sample_rate, x.shape[0], bitrate=bitrate,
+                                  chunk_frames=chunk_frames, samples=x.shape[-1])
+        parts = []
+        step = self.block_frames * self.hop * 4
+        for start in range(0, x.shape[-1], step):
+            parts.append(enc.push(x[:, start:start + step]))
+        parts.append(enc.close())
+        return b"".join(parts)
+
+    def decompress(self, data: bytes) -> tuple[torch.Tensor, int]:
+        """Decode a file of this codec: float32 ``[C, T]`` and its sample rate (those of the
+        input to :meth:`compress`).
+
+        Raises:
+            ncodec.BitstreamError: not an ncodec file, damaged, or made by another codec/model.
+        """
+        dec = self.stream_decoder()
+        try:
+            out = [dec.push(bytes(data))]
+            out.append(dec.close())
+        except (RuntimeError, IndexError) as exc:
+            raise BitstreamError(f"file does not fit the {self.name} model: {exc}") from None
+        return torch.cat(out, -1), dec.sample_rate
+
+    # ---------------------------------------------------------------- tokens
+
+    def tokenize(self, wav: AudioInput, sample_rate: Optional[int] = None, *,
+                 bitrate: Optional[float] = None) -> torch.Tensor:
+        """Codes of ``wav`` for language models: LongTensor ``[n_q, F]`` for mono input (``[T]``
+        or ``[1, T]``), ``[C, n_q, F]`` for ``C > 1`` channels; ``F = ceil(T' / hop)`` at the
+        model's rate."""
+        x = _as_channels_first(wav)
+        sr = _check_rate(self.sample_rate if sample_rate is None else sample_rate)
+        n_q = self.arch.n_q_for(self.bitrate if bitrate is None else float(bitrate))
+        resampler = StreamResampler(sr, self.sample_rate, x.shape[0])
+        encoder = _WindowedEncoder(self.model, x.shape[0], n_q, self.block_frames)
+        codes = encoder.push(resampler.push(x)) + encoder.push(resampler.flush(), final=True)
+        tokens = torch.cat(codes, -1) if codes else torch.zeros(x.shape[0], n_q, 0, dtype=torch.long)
+        return tokens[0] if x.shape[0] == 1 else tokens
+
+    def detokenize(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Waveform at the model's rate of tokens ``[n_q, F]`` (-> ``[1, F * hop]``) or
+        ``[C, n_q, F]`` (-> ``[C, F * hop]``); ``n_q`` may be any prefix of the codebooks."""
+        t = torch.as_tensor(tokens).long()
+        if t.dim() == 2:
+            t = t.unsqueeze(0)
+        if t.dim() != 3 or not 1 <= t.shape[1] <= self.arch.n_q:
+            raise ValueError(f"tokens must be [n_q, F] or [C, n_q, F] with n_q <= {self.arch.n_q}")
+        if t.numel() and (int(t.min()) < 0 or int(t.max()) >= self.arch.codebook_size):
+            raise ValueError(f"tokens must be in 0..{self.arch.codebook_size - 1}")
+        pieces = _WindowedDecoder(self.model, self.block_frames).push(t)
+        return torch.cat(pieces, -1) if pieces else torch.zeros(t.shape[0], 0)
+
+    # ---------------------------------------------------------------- files
+
+    def encode_file(self, src: str | os.PathLike, dst: str | os.PathLike, *, bitrate: Optional[float] = None,
+                    force: bool = False, block_seconds: float = 10.0) -> dict:
+        """Code audio file ``src`` into ncodec file ``dst`` in bounded memory; returns its summary."""
+        from ncodec.io import audio_info, iter_audio_blocks
+
+        channels, frames, sr = audio_info(src)
+        target = Path(dst)
+        if target.exists() and not force:
+            raise FileExistsError(f"{target} exists (use --force to overwrite)")
+        enc = self.stream_encoder(sr, channels, bitrate=bitrate, samples=frames)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.part")
+        try:
+            with open(tmp, "wb") as f:
+                for block in iter_audio_blocks(src, max(1, int(block_seconds * sr))):
+                    f.write(enc.push(block))
+                f.write(enc.close())
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return {"samples": frames, "sample_rate": sr, "channels": channels, "bytes": target.stat().st_size,
+                "n_q": enc.n_q, "bitrate": enc.bitrate}
+
+    def decode_file(self, src: str | os.PathLike, dst: str | os.PathLike, *, force: bool = False,
+                    read_bytes: int = 1 << 16) -> dict:
+        """Decode ncodec file ``src`` into a WAV/FLAC ``dst`` in bounded memory."""
+        from ncodec.io import AudioWriter
+
+        dec = self.stream_decoder()
+        samples = 0
+        with open(src, "rb") as f:
+            first = dec.push(f.read(read_bytes))
+            if dec.meta is None:
+                raise BitstreamError(f"{src}: no complete ncodec header in its first {read_bytes} bytes")
+            with AudioWriter(dst, dec.sample_rate, dec.channels, force=force) as w:
+                w.write(first)
+                samples += first.shape[-1]
+                while True:
+                    data = f.read(read_bytes)
+                    if not data:
+                        break
+                    y = dec.push(data)
+                    w.write(y)
+                    samples += y.shape[-1]
+                y = dec.close()
+                w.write(y)
+                samples += y.shape[-1]
+        return {"samples": samples, "sample_rate": dec.sample_rate, "channels": dec.channels}
+
+    # ---------------------------------------------------------------- header
+
+    def check_header(self, header: container.Header) -> dict:
+        """The header's meta after checking it belongs to this codec and is sane."""
+        if header.modality != "audio":
+            raise BitstreamError(f"file holds {header.modality}, not audio")
+        if header.codec != self.name:
+            raise BitstreamError(f"file was made by codec {header.codec!r}, this codec is {self.name!r}")
+        if header.fingerprint != self.fingerprint:
+            raise BitstreamError(f"file was made by a {header.codec} model with fingerprint {header.fingerprint}, "
+                                 f"the loaded model has {self.fingerprint}")
+        if tuple(header.substreams) != SUBSTREAMS:
+            raise BitstreamError(f"audio file substreams are {list(header.substreams)}, expected {list(SUBSTREAMS)}")
+        meta = header.meta
+        ints = {"sample_rate": (1000, MAX_SAMPLE_RATE), "channels": (1, MAX_CHANNELS),
+                "n_q": (1, self.arch.n_q), "chunk_frames": (1, MAX_CHUNK_FRAMES),
+                "model_sample_rate": (self.sample_rate, self.sample_rate)}
+        for key, (lo, hi) in ints.items():
+            v = meta.get(key)
+            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                raise BitstreamError(f"audio file header has an invalid {key}: {v!r}")
+        samples = meta.get("samples")
+        if samples is not None and (not isinstance(samples, int) or isinstance(samples, bool) or samples < 0):
+            raise BitstreamError(f"audio file header has an invalid samples count: {samples!r}")
+        return meta
+
+
+# -------------------------------------------------------------------- registry
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+# Shipped audio codecs: registry name -> architecture; the first with weights is the default.
+SHIPPED = ("speech-rvq-16k", "tokenizer-16k", "audio-rvq-24k")
+
+
+def shipped_weights(arch: str) -> Optional[Path]:
+    path = WEIGHTS_DIR / f"{arch}.safetensors"
+    return path if path.is_file() else None
+
+
+def _training_info(path: Optional[Path]) -> dict:
+    return json.loads(weights_io.read_audio_metadata(path).get("training", "{}")) if path else {}
+
+
+def _factory(arch: str):
+    def build(quality: int, device: torch.device) -> AudioCodec:
+        path = shipped_weights(arch)
+        if path is not None:
+            model = weights_io.load_audio_weights(path, arch=arch)
+        else:
+            # Untrained: seeded, so every machine builds the same model (a shape to train).
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(zlib.crc32(arch.encode()))
+                model = audio_models.build_audio_model(arch)
+        return AudioCodec(arch, model, quality, device)
+
+    return build
+
+
+def _describe(arch: str, info: dict) -> str:
+    if not info:
+        return "random init (untrained)"
+    return f"trained {info.get('steps')} steps ({info.get('device', '?')})"
+
+
+_default = next((a for a in SHIPPED if shipped_weights(a)), SHIPPED[0])
+for _arch in SHIPPED:
+    _spec = audio_models.ARCHITECTURES[_arch]
+    _info = _training_info(shipped_weights(_arch))
+    register(CodecInfo(name=_arch, modality="audio", qualities=tuple(range(1, len(_spec.bitrates) + 1)),
+                       default_quality=len(_spec.bitrates), default=_arch == _default,
+                       description=_spec.description, weights=_describe(_arch, _info)), _factory(_arch))
