@@ -101,7 +101,8 @@ class VectorQuantizer(nn.Module):
         decay: EMA decay per training step.
         kmeans_init: initialise the codebook by k-means on the first training batch.
         kmeans_iters: Lloyd iterations for that.
-        threshold_ema_dead_code: entries whose EMA usage falls below this are restarted.
+        threshold_ema_dead_code: entries whose EMA usage (vectors per step) falls below this,
+            and below a tenth of the average entry's usage, are restarted.
     """
 
     def __init__(self, dim: int, codebook_size: int, *, codebook_dim: Optional[int] = None,
@@ -170,9 +171,12 @@ class VectorQuantizer(nn.Module):
         generator = torch.Generator().manual_seed(int(flat.shape[0]))
         centroids = _broadcast(_kmeans(flat.float(), self.codebook_size, self.kmeans_iters, generator))
         self.codebook.data.copy_(centroids)
+        # Start the usage statistics at the k-means cluster sizes: a flat start would let the
+        # dead-code restart throw away good centroids before their usage has built up.
+        counts = torch.bincount(torch.cdist(flat.float(), centroids).argmin(1), minlength=self.codebook_size)
+        self.cluster_size.copy_(_broadcast(counts.to(self.cluster_size)).clamp_min(self.threshold_ema_dead_code))
         if self.ema:
-            self.embed_sum.copy_(centroids)
-            self.cluster_size.fill_(1.0)
+            self.embed_sum.copy_(centroids * self.cluster_size.unsqueeze(1))
         self.initialized.fill_(True)
 
     @torch.no_grad()
@@ -190,7 +194,11 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def _restart_dead(self, flat: Tensor) -> None:
-        dead = self.cluster_size < self.threshold_ema_dead_code
+        # An entry is dead when its usage is far below both the threshold and the average
+        # entry's: with small batches (CPU training: ~200 vectors per step for 1024 entries)
+        # an absolute threshold alone would call every entry dead and restart them all.
+        limit = min(self.threshold_ema_dead_code, 0.1 * float(self.cluster_size.mean()))
+        dead = self.cluster_size < limit
         n_dead = int(dead.sum())
         if n_dead == 0:
             return
@@ -201,9 +209,9 @@ class VectorQuantizer(nn.Module):
         replacement[dead] = picks.to(replacement.dtype)
         replacement = _broadcast(replacement)
         self.codebook.data.copy_(replacement)
-        self.cluster_size[dead] = self.threshold_ema_dead_code
+        self.cluster_size[dead] = limit
         if self.ema:
-            self.embed_sum[dead] = replacement[dead] * self.threshold_ema_dead_code
+            self.embed_sum[dead] = replacement[dead] * limit
 
     def forward(self, x: Tensor) -> QuantizerOutput:
         """Quantize ``x [B, D, T]``; in training also learns the codebook."""

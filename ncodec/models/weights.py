@@ -1,4 +1,4 @@
-"""Image model weights as safetensors files: save (export) and load, no pickles.
+"""Model weights as safetensors files (image and audio models): save (export) and load, no pickles.
 
 A weights file holds the model's whole ``state_dict``: float parameters in fp16 (or fp32)
 and the entropy models' integer CDF tables exactly as ``update()`` built them from those
@@ -124,6 +124,8 @@ def export_audio_weights(model: nn.Module, path: str | Path, *, arch: str,
         round_half(model)
     state = {}
     for key, value in model.state_dict().items():
+        if key.endswith(".embed_sum"):
+            continue  # EMA training state, = codebook * cluster_size: rebuilt on load
         value = value.detach().contiguous()
         if half and key in parameters and value.is_floating_point():
             value = value.half()
@@ -160,5 +162,9 @@ def load_audio_weights(path: str | Path, *, arch: str | None = None) -> nn.Modul
     with safe_open(str(path), framework="pt") as f:
         state = {k: f.get_tensor(k) for k in f.keys()}
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    for key in model.state_dict():
+        if key.endswith(".embed_sum"):
+            prefix = key[: -len("embed_sum")]
+            state[key] = state[prefix + "codebook"] * state[prefix + "cluster_size"].unsqueeze(1)
     model.load_state_dict(state)
     return model.eval()
