@@ -57,29 +57,11 @@ MAX_CHUNK_FRAMES = 1 << 16
 DEFAULT_CHUNK_SECONDS = 10.0
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
 def _read_varints(data: bytes, count: int) -> list[int]:
+    """``count`` varints (the container's LEB128) filling ``data`` exactly."""
     values, pos = [], 0
     for _ in range(count):
-        value = shift = 0
-        while True:
-            if pos >= len(data) or shift > 63:
-                raise BitstreamError("audio chunk head is truncated or malformed")
-            byte = data[pos]
-            pos += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
+        value, pos = container._read_varint(data, pos, "audio chunk head")
         values.append(value)
     if pos != len(data):
         raise BitstreamError("audio chunk head has trailing bytes")
@@ -297,7 +279,7 @@ class StreamEncoder:
             hop = self.codec.hop
             valid = min(n * hop, self._model_samples - self._written_frames * hop) if final and not rest.shape[-1] \
                 else n * hop
-            self._writer.add_chunk([_varint(n) + _varint(valid), self.codec.code_bytes(chunk)])
+            self._writer.add_chunk([container._varint(n) + container._varint(valid), self.codec.code_bytes(chunk)])
             self._written_frames += n
 
     def push(self, wav: AudioInput) -> bytes:

@@ -25,6 +25,48 @@ __all__ = ["export_weights", "load_weights", "read_metadata"]
 FORMAT = "ncodec-image-weights-v1"
 
 
+def _half_state(model: nn.Module, half: bool, skip: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
+    """``model``'s state for a weights file: trained float parameters in fp16 when ``half``,
+    buffers exact; keys ending in ``skip`` left out."""
+    parameters = {name for name, _ in model.named_parameters()}
+    state = {}
+    for key, value in model.state_dict().items():
+        if skip and key.endswith(skip):
+            continue
+        value = value.detach().contiguous()
+        if half and key in parameters and value.is_floating_point():
+            value = value.half()
+        state[key] = value.clone()
+    return state
+
+
+def _save(state: dict[str, torch.Tensor], path: str | Path, meta: dict[str, str]) -> None:
+    """Write a safetensors file atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata=meta)
+    tmp.replace(path)
+
+
+def _metadata(path: str | Path, fmt: str, what: str) -> dict[str, str]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types for damaged headers
+        raise ValueError(f"{path}: not a safetensors weights file ({exc})") from None
+    if meta.get("format") != fmt:
+        raise ValueError(f"{path}: not an ncodec {what} weights file (format {meta.get('format')!r})")
+    return meta
+
+
+def _read_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """All tensors of ``path``, floats as fp32."""
+    with safe_open(str(path), framework="pt") as f:
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
 def export_weights(model: nn.Module, path: str | Path, *, arch: str, quality: int,
                    info: Mapping[str, Any] | None = None, half: bool = True) -> dict[str, str]:
     """Write ``model``'s weights to ``path`` (a ``.safetensors`` file).
@@ -39,39 +81,20 @@ def export_weights(model: nn.Module, path: str | Path, *, arch: str, quality: in
     model = model.cpu().eval()
     # Only trained parameters go to fp16: buffers hold exact constants (the likelihood bound
     # 1e-9 would round to 0 in fp16, the scale bound 0.11 to 0.10999, the scale table).
-    parameters = {name for name, _ in model.named_parameters()}
     if half:
-        with torch.no_grad():
-            for p in model.parameters():
-                p.copy_(p.half().float())
+        round_half(model)
     model.update(force=True)
     sizes = image_models.ARCHITECTURES[arch].channels(quality)
-    state = {}
-    for key, value in model.state_dict().items():
-        value = value.detach().contiguous()
-        if half and key in parameters and value.is_floating_point():
-            value = value.half()
-        state[key] = value.clone()
+    state = _half_state(model, half)
     meta = {"format": FORMAT, "arch": arch, "quality": str(int(quality)), "N": str(sizes["N"]),
             "M": str(sizes["M"]), "training": json.dumps(dict(info or {}), sort_keys=True)}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=meta)
-    tmp.replace(path)
+    _save(state, path, meta)
     return meta
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
     """The metadata of a weights file (ValueError if it is not one)."""
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as exc:  # safetensors raises its own error types for damaged headers
-        raise ValueError(f"{path}: not a safetensors weights file ({exc})") from None
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: not an ncodec image weights file (format {meta.get('format')!r})")
-    return meta
+    return _metadata(path, FORMAT, "image")
 
 
 def load_weights(path: str | Path, *, arch: str | None = None, quality: int | None = None) -> nn.Module:
@@ -85,9 +108,7 @@ def load_weights(path: str | Path, *, arch: str | None = None, quality: int | No
     if quality is not None and int(meta["quality"]) != quality:
         raise ValueError(f"{path}: weights are for quality {meta['quality']}, not {quality}")
     model = image_models.build_image_model(meta["arch"], N=int(meta["N"]), M=int(meta["M"]))
-    with safe_open(str(path), framework="pt") as f:
-        state = {k: f.get_tensor(k) for k in f.keys()}
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    state = _read_state(path)
     # CompressAI's load_state_dict resizes the (initially empty) CDF-table buffers.
     model.load_state_dict(state)
     return model.eval()
@@ -119,36 +140,18 @@ def export_audio_weights(model: nn.Module, path: str | Path, *, arch: str,
     if arch not in audio_models.ARCHITECTURES:
         raise ValueError(f"unknown audio architecture {arch!r}")
     model = model.cpu().eval()
-    parameters = {name for name, _ in model.named_parameters()}
     if half:
         round_half(model)
-    state = {}
-    for key, value in model.state_dict().items():
-        if key.endswith(".embed_sum"):
-            continue  # EMA training state, = codebook * cluster_size: rebuilt on load
-        value = value.detach().contiguous()
-        if half and key in parameters and value.is_floating_point():
-            value = value.half()
-        state[key] = value.clone()
+    # The EMA sums are training state (= codebook * cluster_size): rebuilt on load.
+    state = _half_state(model, half, skip=(".embed_sum",))
     meta = {"format": AUDIO_FORMAT, "arch": arch, "training": json.dumps(dict(info or {}), sort_keys=True)}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=meta)
-    tmp.replace(path)
+    _save(state, path, meta)
     return meta
 
 
 def read_audio_metadata(path: str | Path) -> dict[str, str]:
     """The metadata of an audio weights file (ValueError if it is not one)."""
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as exc:  # safetensors raises its own error types for damaged headers
-        raise ValueError(f"{path}: not a safetensors weights file ({exc})") from None
-    if meta.get("format") != AUDIO_FORMAT:
-        raise ValueError(f"{path}: not an ncodec audio weights file (format {meta.get('format')!r})")
-    return meta
+    return _metadata(path, AUDIO_FORMAT, "audio")
 
 
 def load_audio_weights(path: str | Path, *, arch: str | None = None) -> nn.Module:
@@ -159,9 +162,7 @@ def load_audio_weights(path: str | Path, *, arch: str | None = None) -> nn.Modul
     if arch is not None and meta["arch"] != arch:
         raise ValueError(f"{path}: weights are for {meta['arch']!r}, not {arch!r}")
     model = audio_models.build_audio_model(meta["arch"])
-    with safe_open(str(path), framework="pt") as f:
-        state = {k: f.get_tensor(k) for k in f.keys()}
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    state = _read_state(path)
     for key in model.state_dict():
         if key.endswith(".embed_sum"):
             prefix = key[: -len("embed_sum")]
