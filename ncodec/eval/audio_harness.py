@@ -34,14 +34,13 @@ bitrates ascending; files in the order given.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Protocol, Sequence, Union
 
@@ -50,6 +49,7 @@ import torch
 
 from ncodec.eval import audio_metrics
 from ncodec.eval.audio_baselines import AUDIO_BASELINES, AudioBaseline, get_audio_baseline
+from ncodec.eval.harness import csv_text
 
 __all__ = ["DEFAULT_AUDIO_BITRATES", "SUMMARY_HEADER", "AudioCodec", "AudioCurve", "AudioRecord", "AudioResults",
            "bd_rows", "evaluate_audio", "plot_audio_rd", "summary_markdown", "summary_rows", "write_audio_report"]
@@ -460,17 +460,6 @@ def plot_audio_rd(results: AudioResults) -> bytes:
     return buf.getvalue()
 
 
-def _csv_text(records: list[AudioRecord]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    names = [f.name for f in fields(AudioRecord)]
-    writer.writerow(names)
-    for r in records:
-        row = asdict(r)
-        writer.writerow([repr(row[n]) if isinstance(row[n], float) else row[n] for n in names])
-    return buf.getvalue()
-
-
 def write_audio_report(results: AudioResults, out_dir: str | Path) -> dict[str, Path]:
     """Write the JSON files, ``per_file.csv``, ``summary.md`` and ``rd.png`` into ``out_dir``
     (created if needed; files of the same names are replaced). Returns {what: path}, with
@@ -487,7 +476,7 @@ def write_audio_report(results: AudioResults, out_dir: str | Path) -> dict[str, 
         write_atomic(path, (json.dumps(curve.to_json(), indent=2, allow_nan=False) + "\n").encode(), force=True)
         paths[f"json:{curve.key}"] = path
     paths["per_file"] = out / "per_file.csv"
-    write_atomic(paths["per_file"], _csv_text(results.records).encode(), force=True)
+    write_atomic(paths["per_file"], csv_text(results.records).encode(), force=True)
     paths["summary"] = out / "summary.md"
     write_atomic(paths["summary"], summary_markdown(results).encode(), force=True)
     paths["rd"] = out / "rd.png"

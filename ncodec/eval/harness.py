@@ -321,10 +321,13 @@ def bdrate_markdown(results: EvalResults) -> str:
 
 # --------------------------------------------------------------------------- writing
 
-def _csv_text(records: list[Record]) -> str:
+def csv_text(records: Sequence[Any]) -> str:
+    """Dataclass records as CSV (a header of their field names; floats in round-trip form)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    names = [f.name for f in fields(Record)]
+    if not records:
+        return ""
+    names = [f.name for f in fields(records[0])]
     writer.writerow(names)
     for r in records:
         row = asdict(r)
@@ -352,7 +355,7 @@ def write_report(results: EvalResults, out_dir: str | Path) -> dict[str, Path]:
         write_atomic(path, (json.dumps(doc, indent=2, allow_nan=False) + "\n").encode(), force=True)
         paths[f"json:{curve.key}"] = path
     paths["per_image"] = out / "per_image.csv"
-    write_atomic(paths["per_image"], _csv_text(results.records).encode(), force=True)
+    write_atomic(paths["per_image"], csv_text(results.records).encode(), force=True)
     learned = ", ".join(c.name for c in results.codecs) or "baselines"
     title = f"{learned} - {len(results.images)} image(s)"
     paths["rd"] = out / "rd.png"
