@@ -109,7 +109,10 @@ class AudioCodecModel(nn.Module):
         """Training/analysis pass. ``x [B, 1, T]`` -> ``x_hat [B, 1, T]``, ``codes [B, n_q, F]``,
         ``commitment_loss``, ``codebook_loss``, ``perplexity [n_q]``."""
         z = self.encoder(x)
-        q = self.quantizer(z, n_q)
+        # Nearest-code search and the EMA codebook statistics need float32: under bf16
+        # autocast the distances of the finer residual codebooks would round to ties.
+        with torch.autocast(z.device.type, enabled=False):
+            q = self.quantizer(z.float(), n_q)
         return {"x_hat": self.decoder(q.quantized), "codes": q.codes, "commitment_loss": q.commitment_loss,
                 "codebook_loss": q.codebook_loss, "perplexity": q.perplexity}
 

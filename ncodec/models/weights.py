@@ -18,8 +18,6 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from ncodec.models import image as image_models
-
 __all__ = ["export_weights", "load_weights", "read_metadata"]
 
 FORMAT = "ncodec-image-weights-v1"
@@ -76,6 +74,8 @@ def export_weights(model: nn.Module, path: str | Path, *, arch: str, quality: in
     rounded values and everything is saved; buffers (bounds, tables) keep their dtype. ``info`` (JSON-serialisable: λ, steps, data,
     hardware) goes into the metadata under ``"training"``. Returns the metadata.
     """
+    from ncodec.models import image as image_models  # audio weights need no image stack
+
     if arch not in image_models.ARCHITECTURES:
         raise ValueError(f"unknown image architecture {arch!r}")
     model = model.cpu().eval()
@@ -107,6 +107,8 @@ def load_weights(path: str | Path, *, arch: str | None = None, quality: int | No
         raise ValueError(f"{path}: weights are for {meta['arch']!r}, not {arch!r}")
     if quality is not None and int(meta["quality"]) != quality:
         raise ValueError(f"{path}: weights are for quality {meta['quality']}, not {quality}")
+    from ncodec.models import image as image_models
+
     model = image_models.build_image_model(meta["arch"], N=int(meta["N"]), M=int(meta["M"]))
     state = _read_state(path)
     # CompressAI's load_state_dict resizes the (initially empty) CDF-table buffers.

@@ -9,7 +9,8 @@ Task options (``TrainConfig.task``):
 * ``segment_seconds``: training window (default 1.0);
 * ``val_limit`` / ``val_seconds``: validate on the first N held-out files, cropped (default 8, 6 s);
 * loss weights ``mel_weight`` (15), ``adv_weight`` (1), ``fm_weight`` (2), ``commit_weight``
-  (0.25), ``codebook_weight`` (1), as DAC; ``adversarial_start``: step from which the
+  (0.25), ``codebook_weight`` (1), as DAC; ``wave_weight`` (0: off), an L1 term on the waveform
+  itself (EnCodec's time-domain loss), which ties the decoder's phase to the input's; ``adversarial_start``: step from which the
   discriminators train and the adversarial/feature terms count (default 0);
 * discriminators: ``disc_kinds`` ("mpd,msstft"), ``disc_channels`` (32; 8-16 on CPU).
 
@@ -66,13 +67,13 @@ class AudioTask:
         seconds = float(options.get("segment_seconds", 1.0))
         self.segment = max(1, round(seconds * self.arch.sample_rate / self.arch.hop)) * self.arch.hop
         w = {"mel_weight": 15.0, "adv_weight": 1.0, "fm_weight": 2.0, "commit_weight": 0.25,
-             "codebook_weight": 1.0}
+             "codebook_weight": 1.0, "wave_weight": 0.0}
         self.weights = {k: float(options.get(k, v)) for k, v in w.items()}
         self.adversarial_start = int(options.get("adversarial_start", 0))
         self.disc_kinds = _as_list(options.get("disc_kinds", "mpd,msstft"))
         self.disc_channels = int(options.get("disc_channels", 32))
         self.mel_loss = MultiScaleMelLoss(self.arch.sample_rate)
-        self._step = 0
+        self._step = 0  # the trainer's step of the last training_step (0-based)
         self._fake: Tensor | None = None
 
     # -------------------------------------------------------------- trainer hooks
@@ -95,15 +96,25 @@ class AudioTask:
     def _adversarial(self) -> bool:
         return self._step >= self.adversarial_start
 
-    def training_step(self, model: nn.Module, batch: Tensor, discriminator: nn.Module | None = None) -> dict[str, Tensor]:
+    def training_step(self, model: nn.Module, batch: Tensor, discriminator: nn.Module | None = None,
+                      step: int = 0) -> dict[str, Tensor]:
+        """Generator losses of ``batch [B, 1, T]`` at trainer step ``step`` (0-based: it decides
+        whether the adversarial terms count, also after a resume)."""
+        self._step = step
         out = model(batch)
         x_hat = out["x_hat"]
+        self.mel_loss.to(batch.device)  # its windows and filterbanks follow the batch (no-op after the first)
         mel = self.mel_loss(x_hat, batch)
         w = self.weights
         loss = w["mel_weight"] * mel + w["commit_weight"] * out["commitment_loss"] \
             + w["codebook_weight"] * out["codebook_loss"]
+        if w["wave_weight"]:
+            wave = torch.nn.functional.l1_loss(x_hat.float(), batch.float())
+            loss = loss + w["wave_weight"] * wave
         logs = {"mel": mel.detach(), "commit": out["commitment_loss"].detach(),
                 "perplexity": out["perplexity"].float().mean().detach()}
+        if w["wave_weight"]:
+            logs["wave"] = wave.detach()
         if discriminator is not None and self._adversarial():
             # The discriminator is not trained by this loss: only its inputs get gradients.
             for p in discriminator.parameters():
@@ -118,11 +129,10 @@ class AudioTask:
             loss = loss + w["adv_weight"] * adv + w["fm_weight"] * fm
             logs.update(adv=adv.detach(), fm=fm.detach())
         self._fake = x_hat.detach()
-        self._step += 1
         return {"loss": loss, **logs}
 
     def discriminator_step(self, discriminator: nn.Module, batch: Tensor) -> dict[str, Tensor]:
-        if self._fake is None or self._step - 1 < self.adversarial_start:
+        if self._fake is None or not self._adversarial():
             return {"loss": torch.zeros((), device=batch.device)}
         real_logits, _ = discriminator(batch)
         fake_logits, _ = discriminator(self._fake)
@@ -132,11 +142,11 @@ class AudioTask:
 
     @torch.no_grad()
     def validate(self, model: nn.Module) -> dict[str, float]:
+        if not self.val_files:
+            return {}
         from ncodec.codecs.audio import AudioCodec
         from ncodec.eval.audio_metrics import mel_distance, pesq_wb, si_sdr
 
-        if not self.val_files:
-            return {}
         codec = AudioCodec(self.arch_name, model.eval(), quality=1)
         sr = self.arch.sample_rate
         sums: dict[str, float] = {}

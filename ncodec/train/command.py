@@ -43,6 +43,7 @@ def add_train_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
     img.add_argument("--seed", type=int)
     img.add_argument("--init", help="start from these weights (.safetensors), e.g. a lower quality's")
     img.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+    img.add_argument("--max-minutes", type=float, help="training-time budget: stop and export when spent")
     img.set_defaults(handler=run_train)
 
     aud = modalities.add_parser("audio", help="train an audio codec (mel + adversarial losses)")
@@ -59,6 +60,7 @@ def add_train_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
     aud.add_argument("--lr-schedule", choices=("cosine", "step", "constant"))
     aud.add_argument("--warmup-steps", type=int)
     aud.add_argument("--adversarial-start", type=int, help="step from which the discriminators count (default 0)")
+    aud.add_argument("--wave-weight", type=float, help="weight of an L1 loss on the waveform (default 0: off)")
     aud.add_argument("--disc-channels", type=int, help="discriminator width (default 32; 8-16 on CPU)")
     aud.add_argument("--device", help="cpu or cuda")
     aud.add_argument("--num-workers", type=int)
@@ -69,6 +71,7 @@ def add_train_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
     aud.add_argument("--seed", type=int)
     aud.add_argument("--init", help="start from these weights (.safetensors)")
     aud.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+    aud.add_argument("--max-minutes", type=float, help="training-time budget: stop and export when spent")
     aud.set_defaults(handler=run_train)
 
 
@@ -83,7 +86,8 @@ def _quality_for(lmbda: float, metric: str) -> int:
 def config_from_args(args: argparse.Namespace):
     from ncodec.train.trainer import TrainConfig
 
-    task_keys = (("data", "val", "arch", "segment_seconds", "adversarial_start", "disc_channels", "val_limit")
+    task_keys = (("data", "val", "arch", "segment_seconds", "adversarial_start", "disc_channels", "val_limit",
+                  "wave_weight")
                  if args.modality == "audio" else
                  ("data", "val", "arch", "quality", "lmbda", "metric", "patch_size", "val_limit"))
     task: dict[str, Any] = {k: getattr(args, k) for k in task_keys if getattr(args, k) is not None}
@@ -98,6 +102,8 @@ def config_from_args(args: argparse.Namespace):
         overrides["adam_betas"] = None if args.config else (0.8, 0.99)
     if args.no_amp:
         overrides["amp"] = False
+    if args.max_minutes is not None:
+        overrides["max_seconds"] = 60.0 * args.max_minutes
     if args.config:
         return TrainConfig.from_json(args.config, task=task, **overrides)
     missing = [f"--{k}" for k in ("out", "steps") if overrides[k] is None]

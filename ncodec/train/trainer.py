@@ -70,6 +70,11 @@ class TrainConfig:
         adam_betas: the Adam betas of the main (and discriminator) optimizer; GAN training
             wants a shorter memory, e.g. [0.8, 0.99].
         disc_lr: learning rate of the discriminator (default: ``lr``), adversarial tasks only.
+        max_seconds: a training-time budget (seconds, earlier runs of the same output folder
+            included): the run stops at the first step past it, checkpoints and exports as at
+            ``steps``. The schedule then follows time as well: its progress is the larger of
+            the step and time fractions, so a time-boxed run still ends at the low learning
+            rate. (Where the budget binds, the step it stops at depends on the machine.)
         task: the task's own options (architecture, λ, data folders, ...).
     """
 
@@ -91,6 +96,7 @@ class TrainConfig:
     init: Optional[str] = None
     adam_betas: tuple[float, float] = (0.9, 0.999)
     disc_lr: Optional[float] = None
+    max_seconds: Optional[float] = None
     task: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -100,6 +106,8 @@ class TrainConfig:
             raise ValueError(f"lr_schedule must be cosine, step or constant, got {self.lr_schedule!r}")
         if not self.lr > 0 or not self.aux_lr > 0 or (self.disc_lr is not None and not self.disc_lr > 0):
             raise ValueError("learning rates must be > 0")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise ValueError(f"max_seconds must be > 0, got {self.max_seconds!r}")
         betas = tuple(float(b) for b in self.adam_betas)
         if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
             raise ValueError(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas!r}")
@@ -147,8 +155,8 @@ class TrainTask(Protocol):
 
 class AdversarialTask(TrainTask, Protocol):
     """A task trained against a discriminator (GAN codecs). The trainer calls
-    ``training_step(net, batch, discriminator)`` (generator losses, adversarial terms
-    included), steps the model, then ``discriminator_step(discriminator, batch)``, whose
+    ``training_step(net, batch, discriminator, step)`` (generator losses, adversarial terms
+    included; ``step`` is 0-based and survives resumes), steps the model, then ``discriminator_step(discriminator, batch)``, whose
     ``"loss"`` trains the discriminator on what the generator produced for ``batch``."""
 
     def build_discriminator(self) -> nn.Module:
@@ -158,11 +166,14 @@ class AdversarialTask(TrainTask, Protocol):
         """``{"loss": scalar, ...}`` of the discriminator on the last generator output."""
 
 
-def _lr_factor(step: int, config: TrainConfig) -> float:
-    """Multiplier of the peak learning rate at ``step`` (0-based)."""
+def _lr_factor(step: int, config: TrainConfig, seconds: float = 0.0) -> float:
+    """Multiplier of the peak learning rate at ``step`` (0-based) after ``seconds`` of
+    training (which count only under a ``max_seconds`` budget)."""
     if step < config.warmup_steps:
         return (step + 1) / config.warmup_steps
     progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    if config.max_seconds:
+        progress = max(progress, seconds / config.max_seconds)
     if config.lr_schedule == "cosine":
         return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     if config.lr_schedule == "step":
@@ -224,7 +235,10 @@ class Trainer:
                 raise ValueError("device cuda asked for, but CUDA is not available")
             if self.distributed:
                 device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            elif device.index is None:  # set_device wants an index
+                device = torch.device("cuda", torch.cuda.current_device())
             torch.cuda.set_device(device)
+            torch.backends.cudnn.benchmark = True  # fixed-size training crops: tune once
         return device
 
     # ------------------------------------------------------------------ setup
@@ -265,7 +279,7 @@ class Trainer:
             "step": step,
             "config": json.dumps(self.config.to_dict(), sort_keys=True),
             "torch_rng": torch.get_rng_state(),
-            "train_seconds": self._seconds_before + (time.perf_counter() - self._began),
+            "train_seconds": self._train_seconds(),
         }
         tmp = self.out / (CHECKPOINT + ".tmp")
         torch.save(state, tmp)
@@ -304,10 +318,11 @@ class Trainer:
                                                lr=self.config.disc_lr or self.config.lr,
                                                betas=self.config.adam_betas)
 
-    def _discriminator_step(self, disc_net: nn.Module, batch: Tensor, step: int, use_amp: bool) -> dict[str, Tensor]:
+    def _discriminator_step(self, disc_net: nn.Module, batch: Tensor, lr_factor: float,
+                            use_amp: bool) -> dict[str, Tensor]:
         assert self.disc_optimizer is not None and self.discriminator is not None
         for group in self.disc_optimizer.param_groups:
-            group["lr"] = (self.config.disc_lr or self.config.lr) * _lr_factor(step, self.config)
+            group["lr"] = (self.config.disc_lr or self.config.lr) * lr_factor
         self.disc_optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_amp):
             d_losses = self.task.discriminator_step(disc_net, batch)
@@ -341,6 +356,20 @@ class Trainer:
         return SummaryWriter(str(self.out / "tensorboard"))
 
     # ------------------------------------------------------------------ run
+
+    def _train_seconds(self) -> float:
+        """Training time so far, earlier runs of this output folder included."""
+        return self._seconds_before + (time.perf_counter() - self._began)
+
+    def _out_of_time(self) -> bool:
+        """Whether the ``max_seconds`` budget is spent (the same answer on every rank)."""
+        if not self.config.max_seconds:
+            return False
+        spent = torch.tensor(float(self._train_seconds() >= self.config.max_seconds))
+        if self.distributed:  # rank clocks differ: stop together when any rank is out
+            spent = spent.to(self.device)
+            dist.all_reduce(spent, op=dist.ReduceOp.MAX)
+        return bool(spent)
 
     def _validate(self, model: nn.Module, step: int, writer: Any) -> dict[str, float]:
         # A copy: validation builds CDF tables (update()), which must not reach the
@@ -393,18 +422,22 @@ class Trainer:
         use_amp = config.amp and self.device.type == "cuda"
         bar = tqdm(total=config.steps, initial=start, disable=not self.is_main, desc="train", unit="step")
         began = self._began = time.perf_counter()
-        sums: dict[str, float] = {}
+        sums: dict[str, Any] = {}  # running sums of the logged losses (tensors)
         count = 0
         val: dict[str, float] = {}
+        done = start
         for step in range(start, config.steps):
+            if self._out_of_time():
+                break
+            lr_factor = _lr_factor(step, config, self._train_seconds())
             for group in optimizer.param_groups:
-                group["lr"] = config.lr * _lr_factor(step, config)
+                group["lr"] = config.lr * lr_factor
             batch = next(batches).to(self.device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             aux_optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_amp):
                 losses = (self.task.training_step(net, batch) if disc_net is None
-                          else self.task.training_step(net, batch, disc_net))
+                          else self.task.training_step(net, batch, disc_net, step))
             losses["loss"].backward()
             if config.clip_max_norm > 0:
                 torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], config.clip_max_norm)
@@ -418,14 +451,15 @@ class Trainer:
                         q.grad /= self.world_size
                 aux_optimizer.step()
             if disc_net is not None:
-                losses.update(self._discriminator_step(disc_net, batch, step, use_amp))
+                losses.update(self._discriminator_step(disc_net, batch, lr_factor, use_amp))
+            # Summed where they live: reading each loss back every step would stall the GPU.
             for k, v in {**losses, "aux_loss": aux_loss}.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
+                sums[k] = sums.get(k, 0.0) + v.detach().float()
             count += 1
             bar.update(1)
             done = step + 1
             if done % config.log_every == 0 or done == config.steps:
-                means = {k: v / count for k, v in sums.items()}
+                means = {k: float(v) / count for k, v in sums.items()}
                 bar.set_postfix(loss=f"{means['loss']:.3f}", bpp=f"{means.get('bpp', 0):.3f}")
                 self._log({"step": done, "split": "train", "lr": optimizer.param_groups[0]["lr"],
                            "seconds": time.perf_counter() - began, "world_size": self.world_size,
@@ -437,8 +471,17 @@ class Trainer:
                 if self.is_main:
                     self._save_checkpoint(model, optimizer, aux_optimizer, done)
         bar.close()
+        if done < config.steps:  # the time budget ran out first
+            if count:
+                self._log({"step": done, "split": "train", "lr": optimizer.param_groups[0]["lr"],
+                           "seconds": time.perf_counter() - began, "world_size": self.world_size,
+                           **{k: float(v) / count for k, v in sums.items()}}, writer)
+            if self.is_main and done % config.checkpoint_every != 0:
+                self._save_checkpoint(model, optimizer, aux_optimizer, done)
+            self._log({"step": done, "split": "stop", "reason": "max_seconds"}, None)
         seconds = time.perf_counter() - began
-        steps = max(start, config.steps)  # a checkpoint past --steps is exported as it is
+        # A checkpoint past --steps is exported as it is; a time-boxed run as far as it got.
+        steps = max(start, config.steps) if done >= config.steps else done
         total_seconds = self._seconds_before + seconds
         result: dict[str, Any] = {"steps": steps, "seconds": seconds}
         if self.distributed:
