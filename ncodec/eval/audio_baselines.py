@@ -277,14 +277,9 @@ def get_audio_baseline(name: str) -> AudioBaseline:
 def parse_audio_baselines(text: str | Sequence[str]) -> list[str]:
     """``"opus,mp3"`` (or a list) -> ``["opus", "mp3"]``; ``"none"`` or empty -> ``[]``.
     Unknown names raise ValueError; duplicates are dropped, the order kept."""
-    names = text.split(",") if isinstance(text, str) else list(text)
-    names = [n.strip().lower() for n in names if n.strip()]
-    if names == ["none"]:
-        return []
-    for n in names:
-        if n not in _CLASSES:
-            raise ValueError(f"unknown audio baseline {n!r}; known: {', '.join(AUDIO_BASELINES)} (or none)")
-    return list(dict.fromkeys(names))
+    from ncodec.eval.baselines import parse_names
+
+    return parse_names(text, list(_CLASSES), "audio baseline")
 
 
 def encode_decode(name: str, wav: torch.Tensor, sr: int, kbps: float) -> tuple[bytes, torch.Tensor]:

@@ -231,7 +231,23 @@ class PeriodDiscriminator(nn.Module):
         return self.post(x), features
 
 
-class MultiPeriodDiscriminator(nn.Module):
+class _SubDiscriminators(nn.Module):
+    """Sub-discriminators (``self.discriminators``) that all see the same input."""
+
+    discriminators: nn.ModuleList
+
+    def forward(self, x: Tensor) -> tuple[Logits, Features]:
+        """``x`` ``[B, C, T]`` -> (one logit map per sub-discriminator, its features)."""
+        _check_audio(x)
+        logits, features = [], []
+        for d in self.discriminators:
+            logit, feats = d(x)
+            logits.append(logit)
+            features.append(feats)
+        return logits, features
+
+
+class MultiPeriodDiscriminator(_SubDiscriminators):
     """HiFi-GAN MPD: one :class:`PeriodDiscriminator` per (prime) period.
 
     ``max_channels`` defaults to ``32 · channels`` (1024 at HiFi-GAN's ``channels=32``).
@@ -250,15 +266,6 @@ class MultiPeriodDiscriminator(nn.Module):
             PeriodDiscriminator(p, channels, max_channels, in_channels) for p in periods
         )
 
-    def forward(self, x: Tensor) -> tuple[Logits, Features]:
-        """``x`` ``[B, C, T]`` -> (one logit map per period, its features)."""
-        _check_audio(x)
-        logits, features = [], []
-        for d in self.discriminators:
-            logit, feats = d(x)
-            logits.append(logit)
-            features.append(feats)
-        return logits, features
 
 
 class STFTDiscriminator(nn.Module):
@@ -303,7 +310,7 @@ class STFTDiscriminator(nn.Module):
         return self.post(z), features
 
 
-class MultiScaleSTFTDiscriminator(nn.Module):
+class MultiScaleSTFTDiscriminator(_SubDiscriminators):
     """EnCodec MS-STFT discriminator: one :class:`STFTDiscriminator` per FFT size
     (window = FFT size, hop = FFT size / 4). The default sizes suit 16–24 kHz audio."""
 
@@ -318,15 +325,6 @@ class MultiScaleSTFTDiscriminator(nn.Module):
             STFTDiscriminator(n, channels=channels, in_channels=in_channels) for n in n_ffts
         )
 
-    def forward(self, x: Tensor) -> tuple[Logits, Features]:
-        """``x`` ``[B, C, T]`` -> (one logit map per FFT size, its features)."""
-        _check_audio(x)
-        logits, features = [], []
-        for d in self.discriminators:
-            logit, feats = d(x)
-            logits.append(logit)
-            features.append(feats)
-        return logits, features
 
 
 class Discriminators(nn.Module):
