@@ -49,7 +49,7 @@ import torch
 
 from ncodec.eval import audio_metrics
 from ncodec.eval.audio_baselines import AUDIO_BASELINES, AudioBaseline, get_audio_baseline
-from ncodec.eval.harness import csv_text
+from ncodec.eval.harness import csv_text, report_dir
 
 __all__ = ["DEFAULT_AUDIO_BITRATES", "SUMMARY_HEADER", "AudioCodec", "AudioCurve", "AudioRecord", "AudioResults",
            "bd_rows", "evaluate_audio", "plot_audio_rd", "summary_markdown", "summary_rows", "write_audio_report"]
@@ -466,10 +466,7 @@ def write_audio_report(results: AudioResults, out_dir: str | Path) -> dict[str, 
     one "json:<key>" entry per codec."""
     from ncodec.io import write_atomic
 
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: the output must be a directory, this is a file")
-    out.mkdir(parents=True, exist_ok=True)
+    out = report_dir(out_dir)
     paths: dict[str, Path] = {}
     for curve in results.curves:
         path = out / f"{curve.key}.json"

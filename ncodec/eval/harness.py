@@ -335,6 +335,15 @@ def csv_text(records: Sequence[Any]) -> str:
     return buf.getvalue()
 
 
+def report_dir(out_dir: str | Path) -> Path:
+    """``out_dir`` created if needed (ValueError if it is a file): where a report goes."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: the output must be a directory, this is a file")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def write_report(results: EvalResults, out_dir: str | Path) -> dict[str, Path]:
     """Write the JSON files, ``per_image.csv``, ``rd.png`` and ``bdrate.md`` into ``out_dir``
     (created if needed; files of the same names are replaced). Returns {what: path}, with
@@ -342,10 +351,7 @@ def write_report(results: EvalResults, out_dir: str | Path) -> dict[str, Path]:
     from ncodec.eval.plots import plot_rd
     from ncodec.io import write_atomic
 
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: the output must be a directory, this is a file")
-    out.mkdir(parents=True, exist_ok=True)
+    out = report_dir(out_dir)
     paths: dict[str, Path] = {}
     docs = []
     for curve in results.curves:

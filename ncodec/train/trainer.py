@@ -156,8 +156,9 @@ class TrainTask(Protocol):
 class AdversarialTask(TrainTask, Protocol):
     """A task trained against a discriminator (GAN codecs). The trainer calls
     ``training_step(net, batch, discriminator, step)`` (generator losses, adversarial terms
-    included; ``step`` is 0-based and survives resumes), steps the model, then ``discriminator_step(discriminator, batch)``, whose
-    ``"loss"`` trains the discriminator on what the generator produced for ``batch``."""
+    included; ``step`` is 0-based and survives resumes), steps the model, then
+    ``discriminator_step(discriminator, batch)``, whose ``"loss"`` trains the discriminator
+    on what the generator produced for ``batch``."""
 
     def build_discriminator(self) -> nn.Module:
         """A fresh discriminator."""
@@ -361,15 +362,21 @@ class Trainer:
         """Training time so far, earlier runs of this output folder included."""
         return self._seconds_before + (time.perf_counter() - self._began)
 
-    def _out_of_time(self) -> bool:
-        """Whether the ``max_seconds`` budget is spent (the same answer on every rank)."""
+    def _out_of_time(self, steps_run: int) -> bool:
+        """Whether the ``max_seconds`` budget is spent (the same answer on every rank).
+
+        Under DDP the ranks agree through an all-reduce, asked only every 10 steps to keep
+        a collective off every step."""
         if not self.config.max_seconds:
             return False
-        spent = torch.tensor(float(self._train_seconds() >= self.config.max_seconds))
-        if self.distributed:  # rank clocks differ: stop together when any rank is out
-            spent = spent.to(self.device)
-            dist.all_reduce(spent, op=dist.ReduceOp.MAX)
-        return bool(spent)
+        spent = self._train_seconds() >= self.config.max_seconds
+        if not self.distributed:
+            return spent
+        if steps_run % 10:
+            return False
+        flag = torch.tensor(float(spent), device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)  # rank clocks differ: stop when any is out
+        return bool(flag)
 
     def _validate(self, model: nn.Module, step: int, writer: Any) -> dict[str, float]:
         # A copy: validation builds CDF tables (update()), which must not reach the
@@ -427,7 +434,7 @@ class Trainer:
         val: dict[str, float] = {}
         done = start
         for step in range(start, config.steps):
-            if self._out_of_time():
+            if self._out_of_time(step - start):
                 break
             lr_factor = _lr_factor(step, config, self._train_seconds())
             for group in optimizer.param_groups:
