@@ -10,8 +10,9 @@ Task options (``TrainConfig.task``):
 * ``val_limit`` / ``val_seconds``: validate on the first N held-out files, cropped (default 8, 6 s);
 * loss weights ``mel_weight`` (15), ``adv_weight`` (1), ``fm_weight`` (2), ``commit_weight``
   (0.25), ``codebook_weight`` (1), as DAC; ``wave_weight`` (0: off), an L1 term on the waveform
-  itself (EnCodec's time-domain loss), which ties the decoder's phase to the input's; ``adversarial_start``: step from which the
-  discriminators train and the adversarial/feature terms count (default 0);
+  itself (EnCodec's time-domain loss), which ties the decoder's phase to the input's;
+  ``adversarial_start``: step from which the discriminators train and the adversarial/feature
+  terms count (default 0);
 * discriminators: ``disc_kinds`` ("mpd,msstft"), ``disc_channels`` (32; 8-16 on CPU).
 
 The generator loss is ``mel_weight · multi-scale mel L1 + adv_weight · hinge adversarial +
@@ -103,17 +104,17 @@ class AudioTask:
         self._step = step
         out = model(batch)
         x_hat = out["x_hat"]
-        self.mel_loss.to(batch.device)  # its windows and filterbanks follow the batch (no-op after the first)
+        if self.mel_loss.window0.device != batch.device:  # windows and filterbanks follow the batch
+            self.mel_loss.to(batch.device)
         mel = self.mel_loss(x_hat, batch)
         w = self.weights
         loss = w["mel_weight"] * mel + w["commit_weight"] * out["commitment_loss"] \
             + w["codebook_weight"] * out["codebook_loss"]
-        if w["wave_weight"]:
-            wave = torch.nn.functional.l1_loss(x_hat.float(), batch.float())
-            loss = loss + w["wave_weight"] * wave
         logs = {"mel": mel.detach(), "commit": out["commitment_loss"].detach(),
                 "perplexity": out["perplexity"].float().mean().detach()}
         if w["wave_weight"]:
+            wave = torch.nn.functional.l1_loss(x_hat.float(), batch.float())
+            loss = loss + w["wave_weight"] * wave
             logs["wave"] = wave.detach()
         if discriminator is not None and self._adversarial():
             # The discriminator is not trained by this loss: only its inputs get gradients.
