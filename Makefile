@@ -23,16 +23,27 @@ $(VENV)/.torch: | $(PY)
 	$(PIP) install $(TORCH)
 	touch $@
 
+# Third-party requirements (setup.cfg's install_requires plus the named extras) install with
+# build isolation, so that a package built from source (pesq has no wheel) gets its own build
+# requirements (Cython, numpy); only ncodec itself builds without isolation, against the
+# venv's torch. Arguments: the extras.
+REQUIREMENTS = $(PY) -c 'import configparser, sys; c = configparser.ConfigParser(); c.read("setup.cfg"); \
+	print("\n".join(r for s in [c["options"]["install_requires"]] + [c["options.extras_require"][e] for e in sys.argv[1:]] for r in s.split()))'
+
 $(VENV)/.ncodec: setup.py setup.cfg pyproject.toml $(EXT_SOURCES) $(VENV)/.torch
-	$(PIP) install --no-build-isolation -e .
+	$(REQUIREMENTS) > $(VENV)/requirements.txt
+	$(PIP) install -r $(VENV)/requirements.txt
+	$(PIP) install --no-build-isolation --no-deps -e .
 	touch $@
 
 $(VENV)/.ncodec-test: $(VENV)/.ncodec
-	$(PIP) install --no-build-isolation -e '.[test]'
+	$(REQUIREMENTS) test > $(VENV)/requirements-test.txt
+	$(PIP) install -r $(VENV)/requirements-test.txt
 	touch $@
 
 $(VENV)/.ncodec-bench: $(VENV)/.ncodec
-	$(PIP) install --no-build-isolation -e '.[bench]'
+	$(REQUIREMENTS) bench > $(VENV)/requirements-bench.txt
+	$(PIP) install -r $(VENV)/requirements-bench.txt
 	touch $@
 
 install: $(VENV)/.ncodec
