@@ -333,6 +333,7 @@ py::bytes encode_impl(const torch::Tensor& symbols, const torch::Tensor& indexes
   const int32_t* idx = kIndexed ? indexes.data_ptr<int32_t>() : nullptr;
   const int64_t lanes = lane_count(n, lane_size);
   std::vector<std::vector<uint8_t>> out(lanes);
+  std::vector<uint32_t> hashes(lanes);
   {
     py::gil_scoped_release nogil;
     for_each_lane_group(lanes, threads, [&](int64_t k0, int64_t m) {
@@ -354,10 +355,11 @@ py::bytes encode_impl(const torch::Tensor& symbols, const torch::Tensor& indexes
       for (int64_t l = 0; l < m; ++l) {
         sinks[l].commit();
         finish_lane(enc[l], out[k0 + l]);
+        hashes[k0 + l] = symbol_check(kCheckSeed, sym + span[l].first, span[l].count);
       }
     });
   }
-  return to_bytes(write_header(n, lane_size, out), out);
+  return to_bytes(write_header(n, lane_size, out, hashes), out);
 }
 
 template <bool kIndexed>
@@ -375,6 +377,7 @@ void decode_impl(const py::buffer& data, const torch::Tensor& indexes, const Tab
   py::gil_scoped_release nogil;
   const StreamHeader h = parse_header(bytes, size, n);
   const int64_t lanes = static_cast<int64_t>(h.lane_begin.size());
+  std::vector<uint32_t> hashes(lanes);
   for_each_lane_group(lanes, threads, [&](int64_t k0, int64_t m) {
     LaneSpan span[kInterleave];
     DecoderState dec[kInterleave];
@@ -390,8 +393,12 @@ void decode_impl(const py::buffer& data, const torch::Tensor& indexes, const Tab
       decode_one<kIndexed>(dec[l], out + s.first, kIndexed ? idx + s.first : nullptr, j,
                            kIndexed ? shared : s.table, s.first, k0 + l);
     });
-    for (int64_t l = 0; l < m; ++l) check_lane_consumed(dec[l], k0 + l);
+    for (int64_t l = 0; l < m; ++l) {
+      check_lane_consumed(dec[l], k0 + l);
+      hashes[k0 + l] = symbol_check(kCheckSeed, out + span[l].first, span[l].count);
+    }
   });
+  verify_check(h, hashes);
 }
 
 py::bytes encode_indexed(const torch::Tensor& symbols, const torch::Tensor& indexes,
@@ -478,7 +485,7 @@ class StreamEncoder {
     check_open();
     if (in_lane_ > 0) close_lane();
     finished_ = true;
-    return to_bytes(write_header(count_, lane_size_, lanes_), lanes_);
+    return to_bytes(write_header(count_, lane_size_, lanes_, hashes_), lanes_);
   }
 
   int64_t symbols_written() const { return count_; }
@@ -490,6 +497,8 @@ class StreamEncoder {
 
   void close_lane() {
     finish_lane(enc_, current_);
+    hashes_.push_back(hash_);
+    hash_ = kCheckSeed;
     lanes_.push_back(std::move(current_));
     current_ = std::vector<uint8_t>();
     enc_ = EncoderState();
@@ -505,6 +514,7 @@ class StreamEncoder {
       const Table part = sub_table<kIndexed>(t, done, take);
       encode_run<kIndexed>(enc_, current_, sym + done, kIndexed ? idx + done : nullptr, take, part,
                            count_);
+      hash_ = symbol_check(hash_, sym + done, take);
       done += take;
       count_ += take;
       in_lane_ += take;
@@ -517,8 +527,10 @@ class StreamEncoder {
   int64_t in_lane_ = 0;
   bool finished_ = false;
   EncoderState enc_;
+  uint32_t hash_ = kCheckSeed;  // hash of the open lane's symbols so far
   std::vector<uint8_t> current_;
   std::vector<std::vector<uint8_t>> lanes_;
+  std::vector<uint32_t> hashes_;  // of the closed lanes
 };
 
 class StreamDecoder {
@@ -531,6 +543,7 @@ class StreamDecoder {
     const uint8_t* p = static_cast<const uint8_t*>(info.ptr);
     bytes_.assign(p, p + info.size * info.itemsize);
     header_ = parse_header(bytes_.data(), static_cast<int64_t>(bytes_.size()), -1);
+    if (header_.n_symbols == 0) verify_check(header_, hashes_);
   }
 
   torch::Tensor decode(const torch::Tensor& indexes, const torch::Tensor& cdfs,
@@ -566,17 +579,21 @@ class StreamDecoder {
       const int64_t in_lane = count_ - lane_ * header_.lane_size;
       if (in_lane == 0) {
         dec_.init(bytes_.data() + header_.lane_begin[lane_], bytes_.data() + header_.lane_end[lane_]);
+        hash_ = kCheckSeed;
       }
       const int64_t lane_len = std::min(header_.lane_size, header_.n_symbols - lane_ * header_.lane_size);
       const int64_t take = std::min(n - done, lane_len - in_lane);
       const Table part = sub_table<kIndexed>(t, done, take);
       decode_run<kIndexed>(dec_, out + done, kIndexed ? idx + done : nullptr, take, part, count_,
                            lane_);
+      hash_ = symbol_check(hash_, out + done, take);
       done += take;
       count_ += take;
       if (in_lane + take == lane_len) {
         check_lane_consumed(dec_, lane_);
+        hashes_.push_back(hash_);
         ++lane_;
+        if (count_ == header_.n_symbols) verify_check(header_, hashes_);
       }
     }
   }
@@ -585,6 +602,8 @@ class StreamDecoder {
   StreamHeader header_;
   int64_t count_ = 0;
   int64_t lane_ = 0;
+  uint32_t hash_ = kCheckSeed;  // hash of the current lane's decoded symbols so far
+  std::vector<uint32_t> hashes_;  // of the lanes done
   DecoderState dec_;
 };
 
@@ -695,6 +714,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   using namespace ncodec;
   m.doc() = "ncodec range coder (C++ core shared with the CUDA build)";
   m.attr("STREAM_VERSION") = static_cast<int>(kStreamVersion);
+  m.attr("OLDEST_STREAM_VERSION") = static_cast<int>(kOldestStreamVersion);
   m.attr("PRECISION") = kPrecision;
   m.attr("DEFAULT_LANE_SIZE") = kDefaultLaneSize;
 

@@ -4,7 +4,7 @@
 // pointers, no allocation, no exceptions, no STL containers, so that a host .cpp and a
 // CUDA .cu can include the same code and produce and read the same bytes.
 //
-// Guarantees (format version 1, frozen by golden vectors in tests/):
+// Guarantees (the lane arithmetic of stream formats 1 and 2, frozen by golden vectors in tests/):
 //  * Integer arithmetic only; output depends on nothing but the symbols and tables.
 //  * The coder is Schindler/LZMA style: 32-bit `range`, 64-bit `low` with a pending byte
 //    (`cache`) and a count of pending 0xFF bytes, so carries never need to touch bytes that

@@ -69,6 +69,7 @@ std::vector<uint8_t> encode_stream(const Table& t, const std::vector<int32_t>& s
                                    const std::vector<int32_t>& idx, int64_t lane_size) {
   const int64_t n = static_cast<int64_t>(sym.size());
   std::vector<std::vector<uint8_t>> lanes(lane_count(n, lane_size));
+  std::vector<uint32_t> hashes(lanes.size());
   for (size_t k = 0; k < lanes.size(); ++k) {
     EncoderState enc;
     Sink sink{lanes[k]};
@@ -78,8 +79,10 @@ std::vector<uint8_t> encode_stream(const Table& t, const std::vector<int32_t>& s
     }
     enc.flush(sink);
     while (!lanes[k].empty() && lanes[k].back() == 0) lanes[k].pop_back();
+    const int64_t first = k * lane_size;
+    hashes[k] = symbol_check(kCheckSeed, sym.data() + first, std::min(n, first + lane_size) - first);
   }
-  std::vector<uint8_t> out = write_header(n, lane_size, lanes);
+  std::vector<uint8_t> out = write_header(n, lane_size, lanes, hashes);
   for (auto& l : lanes) out.insert(out.end(), l.begin(), l.end());
   return out;
 }
@@ -98,6 +101,7 @@ bool decode_stream(const std::vector<uint8_t>& data, const Table& t, const std::
     return false;
   }
   out->assign(idx.size(), 0);
+  std::vector<uint32_t> hashes;
   for (size_t k = 0; k < h.lane_begin.size(); ++k) {
     const int64_t size = h.lane_end[k] - h.lane_begin[k];
     std::unique_ptr<uint8_t[]> lane(new uint8_t[size > 0 ? size : 1]);
@@ -117,6 +121,12 @@ bool decode_stream(const std::vector<uint8_t>& data, const Table& t, const std::
       (*out)[i] = static_cast<int32_t>(v);
     }
     if (dec.unread() != 0) return false;
+    hashes.push_back(symbol_check(kCheckSeed, out->data() + first, last - first));
+  }
+  try {
+    verify_check(h, hashes);
+  } catch (const StreamError&) {
+    return false;
   }
   return true;
 }

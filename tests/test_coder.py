@@ -138,7 +138,7 @@ def test_empty_input():
     table = gaussian_table([1.0])
     empty = torch.zeros(0, dtype=torch.int32)
     data = E.encode(empty, empty, *table.args())
-    assert len(data) == 5  # version, symbol count 0, lane size 65536 (3-byte varint)
+    assert len(data) == 9  # version, symbol count 0, lane size 65536 (3-byte varint), check
     assert E.decode(data, empty, *table.args()).numel() == 0
     assert E.RangeEncoder().finish() == data
     with pytest.raises(ncodec.BitstreamError, match="holds 0 symbols but 1"):
@@ -164,7 +164,7 @@ def test_extreme_skew_costs_what_it_should():
     idx = torch.zeros(n, dtype=torch.int32)
     common = torch.zeros(n, dtype=torch.int32)
     data = E.encode(common, idx, *table.args())
-    assert len(data) < 64
+    assert len(data) < 64 + 4  # + the 4-byte symbol check
     assert torch.equal(E.decode(data, idx, *table.args()), common)
     rare = torch.ones(10_000, dtype=torch.int32)
     data = E.encode(rare, idx[:10_000], *table.args())
@@ -239,7 +239,7 @@ def test_stream_errors_name_the_problem():
     data = E.encode(sym, idx, *table.args(), lane_size=1000)
     cases = {
         b"": "empty",
-        b"\x02" + data[1:]: "version 2",
+        b"\x03" + data[1:]: "version 3",
         data[:-1]: "truncated",
         data + b"\x00": "after its last lane",
         data[:2]: "truncated",
@@ -310,3 +310,79 @@ def test_quantized_cdf_rows_and_lengths():
 def test_quantized_cdf_accepts_numpy():
     cdf = E.pmf_to_quantized_cdf(np.array([0.25, 0.75]))
     assert cdf.tolist()[0] == 0 and cdf.tolist()[-1] == 65536
+
+
+# ----------------------------------------------------------------- the decode check (v2)
+
+def _scale_problem(seed: int, n: int = 4000):
+    table = gaussian_table(scale_ladder(64))
+    g = torch.Generator().manual_seed(seed)
+    indexes = torch.randint(10, 50, (n,), generator=g, dtype=torch.int32)
+    return table, indexes, sample(table, indexes, g)
+
+
+def _check_offset(data: bytes) -> int:
+    """Offset of a v2 stream's symbol check: after the version byte, the symbol count, the
+    lane size and one varint per lane."""
+    pos, values = 1, []
+    while len(values) < 2 or len(values) < 2 + -(-values[0] // values[1]):
+        value, shift = 0, 0
+        while True:
+            byte = data[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        values.append(value)
+    return pos
+
+
+def test_tampered_symbol_check_is_reported():
+    table, indexes, symbols = _scale_problem(0)
+    data = E.encode(symbols, indexes, *table.args(), lane_size=1000)
+    assert data[0] == E.STREAM_VERSION == 2
+    offset = _check_offset(data)
+    for byte in range(4):
+        bad = bytearray(data)
+        bad[offset + byte] ^= 0x40
+        with pytest.raises(ncodec.BitstreamError, match="symbol check mismatch.*entropy parameters differ"):
+            E.decode(bytes(bad), indexes, *table.args())
+        decoder = E.RangeDecoder(bytes(bad))
+        decoder.decode(indexes[:3500], *table.args())  # lanes 0-2: not checked until the end
+        with pytest.raises(ncodec.BitstreamError, match="symbol check"):
+            decoder.decode(indexes[3500:], *table.args())
+    assert torch.equal(E.decode(data, indexes, *table.args()), symbols)
+    empty = E.encode(symbols[:0], indexes[:0], *table.args())
+    with pytest.raises(ncodec.BitstreamError, match="symbol check"):
+        E.RangeDecoder(empty[:-1] + bytes([empty[-1] ^ 1]))
+
+
+def test_mismatched_entropy_parameters_never_decode_silently():
+    """A decoder whose scale index is off by one at one symbol (what float arithmetic that
+    differs between machines does) either gets the right symbols or raises: the lane
+    checks catch what the coder's own consistency checks let through."""
+    caught_by_check = 0
+    for seed in range(60):
+        table, indexes, symbols = _scale_problem(seed, n=600)
+        data = E.encode(symbols, indexes, *table.args())
+        wrong = indexes.clone()
+        position = seed * 7 % 600
+        wrong[position] += 1 if seed % 2 else -1
+        try:
+            decoded = E.decode(data, wrong, *table.args())
+        except ncodec.BitstreamError as exc:
+            caught_by_check += "symbol check" in str(exc)
+            continue
+        assert torch.equal(decoded, symbols), f"seed {seed}: wrong symbols decoded without an error"
+    assert caught_by_check > 0
+
+
+def test_version_1_streams_decode_without_checks():
+    table, indexes, symbols = _scale_problem(1, n=100)
+    v2 = E.encode(symbols, indexes, *table.args())
+    offset = _check_offset(v2)
+    v1 = bytes([1]) + v2[1:offset] + v2[offset + 4:]  # no version 2, no check
+    assert torch.equal(E.decode(v1, indexes, *table.args()), symbols)
+    with pytest.raises(ncodec.BitstreamError, match="versions 1 to 2"):
+        E.decode(bytes([3]) + v2[1:], indexes, *table.args())

@@ -31,7 +31,7 @@ def test_size_within_0_1_percent_of_ideal(seed):
     assert 0 <= overhead < 0.001, f"{len(data)} bytes vs ideal {ideal_bytes:.0f} ({overhead:+.4%})"
     # A single lane isolates the arithmetic itself: within a few bytes of ideal.
     single = E.encode(symbols, indexes, *table.args(), lane_size=2**30)
-    assert len(single) - ideal_bytes < 16
+    assert len(single) - ideal_bytes < 16 + 4  # + the 4-byte symbol check
 
 
 def test_size_within_0_5_percent_of_constriction():
