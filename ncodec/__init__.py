@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, Optional
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from ncodec.errors import BitstreamError  # noqa: E402
 

@@ -34,6 +34,13 @@ TRAINED_DEFAULTS = ("elic-gdn-vr", "mbt2018-mean-vr")
 # Whole-image models hold several float activations of the image's size: beyond this they
 # need tiling (a later release), so both sides refuse rather than exhaust memory.
 MAX_PIXELS = 1 << 26
+IMAGE_FORMAT = 2
+"""Image file format written (``meta["format"]``). 2 (ncodec 0.2): exact entropy parameters
+and coder streams with symbol checks. 1 (ncodec 0.1, no ``format`` field): float entropy
+parameters, decodable only where the arithmetic matched the writer's."""
+# Codecs whose format-1 files still decode: their entropy parameters never came from float
+# networks (fixed per-channel tables), so the format-2 decoder reads them as they are.
+FORMAT_1_DECODABLE = frozenset({"bmshj2018-factorized"})
 
 
 def substream_names(count: int) -> tuple[str, ...]:
@@ -172,7 +179,7 @@ class ImageCodec:
             fingerprint=self.fingerprint,
             modality="image",
             substreams=substream_names(len(streams)),
-            meta={"width": w, "height": h, "channels": channels, "bit_depth": 8,
+            meta={"format": IMAGE_FORMAT, "width": w, "height": h, "channels": channels, "bit_depth": 8,
                   "color": "gray" if channels == 1 else "rgb", "quality": self.quality,
                   "latent_shape": _shape_to_json(out["shape"])},
         )
@@ -215,6 +222,7 @@ class ImageCodec:
     def _check_header(self, header: container.Header) -> dict:
         if header.codec != self.name:
             raise BitstreamError(f"file was made by codec {header.codec!r}, this codec is {self.name!r}")
+        check_image_format(header)
         if header.fingerprint != self.fingerprint:
             raise BitstreamError(
                 f"file was made by a {header.codec} model with fingerprint {header.fingerprint}, "
@@ -237,6 +245,26 @@ class ImageCodec:
         if len(header.substreams) < 1:
             raise BitstreamError("image file has no substreams")
         return meta
+
+
+def check_image_format(header: container.Header) -> None:
+    """Refuse an image file of a format this release cannot decode, saying who wrote it.
+
+    Raises:
+        ncodec.BitstreamError: format 1 (ncodec 0.1) of a codec not in
+            :data:`FORMAT_1_DECODABLE`, or an unknown format.
+    """
+    fmt = header.meta.get("format", 1)
+    if fmt == IMAGE_FORMAT or (fmt == 1 and header.codec in FORMAT_1_DECODABLE):
+        return
+    if fmt == 1:
+        raise BitstreamError(
+            f"this {header.codec} file is image format 1, written by ncodec 0.1.x: its entropy parameters "
+            f"came from float networks and decode only where the arithmetic matches the writer's (same "
+            f"CPU instruction set and thread count); ncodec 0.2 writes and reads format {IMAGE_FORMAT}. "
+            f"Decode it with ncodec 0.1.x on the machine that wrote it, or re-encode the original")
+    raise BitstreamError(f"image file format {fmt!r} is not one this ncodec reads (format {IMAGE_FORMAT}; "
+                         f"a newer ncodec may have written it)")
 
 
 # -------------------------------------------------------------------- registry

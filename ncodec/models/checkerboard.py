@@ -17,6 +17,10 @@ whole-tensor convolutions, no per-pixel loop.
 Contexts see decoded latents in the ungained domain (``ŷ / g_q``), so one set of context
 weights serves every quality. All ``y`` symbols of an image go into one ncodec stream
 (the incremental coder), in the order group 0 anchors, group 0 non-anchors, group 1 ...
+
+Coding runs the hyperprior, the channel and spatial contexts and the aggregation as exact
+integer networks (:mod:`ncodec.models.exact`) on fixed-point latents, as the mean-scale
+model does for ``h_s``: the parameters of every symbol are bit-identical on every machine.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from torch import Tensor, nn
 
 from ncodec.entropy import coder as _coder
 from ncodec.errors import BitstreamError
+from ncodec.models import exact
+from ncodec.models.hyperprior import GAIN_BITS
 from ncodec.models.variable_rate import QualityLike, VariableRateMeanScaleHyperprior
 
 __all__ = ["VariableRateCheckerboard", "checkerboard_anchors"]
@@ -119,9 +125,9 @@ class VariableRateCheckerboard(VariableRateMeanScaleHyperprior):
 
     # ------------------------------------------------------------------ coding
 
-    def _table(self):
-        gc = self.gaussian_conditional
-        return gc._quantized_cdf, gc._cdf_length, gc._offset
+    def _exact_modules(self) -> dict[str, nn.Module]:
+        return {"h_s": self.h_s, "channel_context": self.channel_context,
+                "spatial_context": self.spatial_context, "aggregation": self.aggregation}
 
     def compress(self, x: Tensor, quality: int = 1) -> dict:  # type: ignore[override]
         y = self.g_a(x)
@@ -139,45 +145,62 @@ class VariableRateCheckerboard(VariableRateMeanScaleHyperprior):
         images = []
         for b, data in enumerate(strings[0]):
             y_hat, _ = self._code_y(None, z_hat[b:b + 1], quality, data)
-            images.append(self.g_s(y_hat * inv_gain).clamp_(0, 1))
+            images.append(self.g_s(exact.from_fixed(y_hat).to(z_hat.dtype) * inv_gain).clamp_(0, 1))
         return {"x_hat": torch.cat(images, 0)}
 
     def _code_y(self, y: Tensor | None, z_hat: Tensor, quality: int, data: bytes | None) -> tuple[Tensor, bytes]:
         """Encode ``y`` ``[1, M, h, w]`` (``data`` None) or decode ``data``: returns the
-        gained ``ŷ`` and the stream. Both directions run the same parameter computations
-        on the same decoded values, so they agree bit for bit."""
-        gain, _ = self.gains(quality, 1)
-        hyper = self._hyper(z_hat)
-        h, w = hyper[0].shape[2:]
-        anchors = checkerboard_anchors(h, w, device=z_hat.device)
-        gc = self.gaussian_conditional
-        gc._check_tables()
-        table = self._table()
+        gained ``ŷ`` in fixed point (float64 integers, units ``2^-FRACTION_BITS``) and the
+        stream. Both directions compute every parameter with the exact networks from the
+        same fixed-point values, so they agree bit for bit on any machine."""
+        nets = self.exact_networks()
+        gain, ungain = self.exact_gains(quality)
+        params = self.exact_hyper(z_hat)
+        scales, means = params.chunk(2, 1)
+        hyper = [torch.cat([s_k, m_k], 1) for s_k, m_k in zip(scales.split(self.groups, 1), means.split(self.groups, 1))]
+        h, w = params.shape[2:]
+        anchors = checkerboard_anchors(h, w, device=params.device)
+        table = self._gaussian_table()
         encoder = _coder.RangeEncoder() if data is None else None
         decoder = _coder.RangeDecoder(data) if data is not None else None
-        y_parts = (y * gain).split(self.groups, 1) if y is not None else [None] * len(self.groups)
-        decoded: list[Tensor] = []
+        gains, ungains = gain.split(self.groups, 1), ungain.split(self.groups, 1)
+        y_parts = y.split(self.groups, 1) if y is not None else [None] * len(self.groups)
+        decoded: list[Tensor] = []  # ungained fixed-point latents of the groups done
         y_hat_parts = []
-        for k, g_k in enumerate(gain.split(self.groups, 1)):
-            channel = self._channel(k, decoded, hyper[k])
-            y_hat_k = torch.zeros(1, self.groups[k], h, w, device=z_hat.device)
-            spatial = torch.zeros_like(channel)
+        for k, (g_k, u_k) in enumerate(zip(gains, ungains)):
+            if k == 0:
+                channel = torch.zeros_like(hyper[0])
+            else:
+                channel = nets["channel_context"][k - 1](torch.cat(decoded, 1))
+            y_hat_k = torch.zeros(1, self.groups[k], h, w, dtype=torch.float64, device=params.device)
             for positions in (anchors, ~anchors):
-                scales, means = self._params(k, hyper[k], channel, spatial, g_k)
-                s_sel, m_sel = scales[:, :, positions], means[:, :, positions]
-                indexes = gc.build_indexes(s_sel)
+                # Parameters at this half's positions only ([1, C, n]): the aggregation is
+                # 1x1, and the spatial context is needed (and nonzero) for non-anchors only.
+                flat = positions.reshape(-1)
+                hyper_k = hyper[k].flatten(2)[:, :, flat]
+                if positions is anchors:
+                    spatial = torch.zeros_like(hyper_k)
+                else:
+                    anchor_latents = self._ungain(torch.where(anchors, y_hat_k, 0.0), u_k)
+                    spatial = nets["spatial_context"][k](anchor_latents, positions=flat)
+                combined = nets["aggregation"][k](torch.cat([hyper_k, channel.flatten(2)[:, :, flat], spatial], 1))
+                s_sel, m_sel = self.gained_parameters(exact.clamp_fixed(hyper_k + combined), g_k[:, :, 0])
+                indexes = self.scale_indexes(s_sel).cpu()
                 if encoder is not None:
-                    symbols = gc.quantize(y_parts[k][:, :, positions], "symbols", m_sel)
-                    encoder.encode(symbols, indexes, *table)
+                    symbols = self.latent_symbols(y_parts[k][:, :, positions], g_k[:, :, 0], m_sel)
+                    encoder.encode(symbols.cpu(), indexes, *table)
                 else:
                     if decoder.symbols_left < indexes.numel():
                         raise BitstreamError("y stream holds fewer symbols than the image needs")
-                    symbols = decoder.decode(indexes, *table)
-                y_hat_k[:, :, positions] = gc.dequantize(symbols, m_sel)
-                if positions is anchors:
-                    spatial = self.spatial_context[k](torch.where(anchors, y_hat_k, 0.0) / g_k)
+                    symbols = decoder.decode(indexes, *table).to(params.device)
+                y_hat_k[:, :, positions] = self.dequantize_fixed(symbols, m_sel)
             y_hat_parts.append(y_hat_k)
-            decoded.append(y_hat_k / g_k)
+            decoded.append(self._ungain(y_hat_k, u_k))
         if decoder is not None and decoder.symbols_left:
             raise BitstreamError(f"y stream holds {decoder.symbols_left} symbols more than the image needs")
         return torch.cat(y_hat_parts, 1), (encoder.finish() if encoder is not None else data)
+
+    @staticmethod
+    def _ungain(y_hat: Tensor, ungain: Tensor) -> Tensor:
+        """Fixed-point gained latents -> ungained ``floor(ŷ · (1/g))`` (exact; clamped first)."""
+        return exact.rescale(exact.clamp_fixed(y_hat) * ungain, GAIN_BITS)

@@ -61,6 +61,8 @@ from compressai.models.sensetime import Elic2022Official, ResidualBottleneckBloc
 from torch import Tensor, nn
 
 from ncodec.models.checkerboard import VariableRateCheckerboard
+from ncodec.models.fingerprint import weights_version
+from ncodec.models.hyperprior import ExactMeanScaleHyperprior, ExactScaleHyperprior
 from ncodec.models.variable_rate import VariableRateMeanScaleHyperprior
 
 __all__ = [
@@ -514,6 +516,7 @@ def fast_transform(transform: nn.Module, *, dtype: Optional[torch.dtype] = None,
 # they quantise and ``g_s`` only to produce the reconstruction (checked by reading their code;
 # tests/test_fast_transforms.py and tests/test_variable_rate.py check that files cross-decode).
 SUPPORTED_CLASSES: tuple[type, ...] = (FactorizedPrior, ScaleHyperprior, MeanScaleHyperprior, Elic2022Official,
+                                       ExactScaleHyperprior, ExactMeanScaleHyperprior,
                                        VariableRateMeanScaleHyperprior, VariableRateCheckerboard)
 
 
@@ -538,19 +541,6 @@ def fast_synthesis(model: nn.Module) -> nn.Module:
     the model's dtype (float32: the reconstruction moves by float rounding only). Output
     contiguous NCHW."""
     return fast_transform(model.g_s)
-
-
-def _weights_version(module: nn.Module) -> tuple:
-    """Identity and in-place version of every parameter and buffer of ``module``: changes
-    when a weight is replaced, reloaded (``load_state_dict``) or modified in place."""
-    key = []
-    for t in list(module.parameters()) + list(module.buffers()):
-        try:
-            version = t._version
-        except RuntimeError:  # inference tensors keep no version counter
-            version = None
-        key.append((id(t), t.data_ptr(), version))
-    return tuple(key)
 
 
 class FastTransforms:
@@ -585,7 +575,7 @@ class FastTransforms:
 
     def _transforms_version(self) -> tuple:
         return (id(self.model.g_a), id(self.model.g_s),
-                _weights_version(self.model.g_a), _weights_version(self.model.g_s))
+                weights_version(self.model.g_a), weights_version(self.model.g_s))
 
     @property
     def stale(self) -> bool:

@@ -9,7 +9,7 @@ from typing import Mapping
 import torch
 from torch import Tensor
 
-__all__ = ["state_fingerprint"]
+__all__ = ["state_fingerprint", "weights_version"]
 
 
 def state_fingerprint(state: Mapping[str, Tensor]) -> str:
@@ -24,3 +24,17 @@ def state_fingerprint(state: Mapping[str, Tensor]) -> str:
         digest.update(len(raw).to_bytes(8, "little"))
         digest.update(raw)
     return digest.hexdigest()[:32]
+
+
+def weights_version(module: torch.nn.Module) -> tuple:
+    """Identity and in-place version of every parameter and buffer of ``module``: changes
+    when a weight is replaced, reloaded (``load_state_dict``) or modified in place (for
+    caches of copies derived from the weights)."""
+    key = []
+    for t in list(module.parameters()) + list(module.buffers()):
+        try:
+            version = t._version
+        except RuntimeError:  # inference tensors keep no version counter
+            version = None
+        key.append((id(t), t.data_ptr(), version))
+    return tuple(key)

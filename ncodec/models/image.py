@@ -20,7 +20,7 @@ from typing import Callable, Mapping
 import torch
 from compressai.entropy_models import EntropyBottleneck as _CompressAIEntropyBottleneck
 from compressai.entropy_models import GaussianConditional as _CompressAIGaussianConditional
-from compressai.models import FactorizedPrior, MeanScaleHyperprior, ScaleHyperprior
+from compressai.models import FactorizedPrior
 from compressai.models.base import CompressionModel
 from compressai.models.sensetime import Elic2022Official
 from torch import Tensor, nn
@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from ncodec.entropy.models import use_ncodec_coder
 from ncodec.models.checkerboard import VariableRateCheckerboard
 from ncodec.models.fingerprint import state_fingerprint
+from ncodec.models.hyperprior import ExactMeanScaleHyperprior, ExactScaleHyperprior
 from ncodec.models.variable_rate import VariableRateMeanScaleHyperprior
 
 __all__ = [
@@ -101,11 +102,11 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
             "Ballé et al. 2018 factorized prior (GDN transforms, per-channel entropy bottleneck)",
         ),
         ArchitectureSpec(
-            "bmshj2018-hyperprior", ScaleHyperprior, _two_sizes((128, 192), (192, 320), 6), 64,
+            "bmshj2018-hyperprior", ExactScaleHyperprior, _two_sizes((128, 192), (192, 320), 6), 64,
             "Ballé et al. 2018 scale hyperprior (zero-mean Gaussian, scales from a hyperprior)",
         ),
         ArchitectureSpec(
-            "mbt2018-mean", MeanScaleHyperprior, _two_sizes((128, 192), (192, 320), 5), 64,
+            "mbt2018-mean", ExactMeanScaleHyperprior, _two_sizes((128, 192), (192, 320), 5), 64,
             "Minnen et al. 2018 mean-scale hyperprior (no autoregressive context)",
         ),
         ArchitectureSpec(

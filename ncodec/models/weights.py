@@ -111,8 +111,14 @@ def load_weights(path: str | Path, *, arch: str | None = None, quality: int | No
 
     model = image_models.build_image_model(meta["arch"], N=int(meta["N"]), M=int(meta["M"]))
     state = _read_state(path)
+    # Files exported before ncodec 0.2 lack the fixed-point gains of variable-rate models:
+    # derive them here (from this machine's exp(); re-export the file to pin them).
+    late = [k for k in ("exact_gain", "exact_ungain") if k in model.state_dict() and k not in state]
+    state.update({k: model.state_dict()[k] for k in late})
     # CompressAI's load_state_dict resizes the (initially empty) CDF-table buffers.
     model.load_state_dict(state)
+    if late:
+        model.update_exact_gains()
     return model.eval()
 
 
