@@ -86,3 +86,26 @@ print(" ".join(f"{k}={v}" for k, v in counts.items()))
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = dict(re.findall(r"(\w+)=(\d+)", proc.stdout))
     assert int(counts["decoded"]) + int(counts["BitstreamError"]) == 300
+
+
+def test_self_consistent_extreme_latents_give_finite_pixels():
+    """A forged file whose y stream is valid for the decoder (the rows it derives from z, the
+    right symbol check) but holds int32 extremes: the decoder clamps latents as its exact
+    layers do, so it returns finite pixels in [0, 1], never NaN (or BitstreamError)."""
+    from ncodec.entropy import coder as ncodec_coder
+
+    codec = ncodec.load("mbt2018-mean-vr", 2)
+    model = codec.model
+    data = codec.compress(torch.full((3, 64, 64), 128, dtype=torch.uint8))
+    header, chunks = container.unpack(data)
+    y, z = chunks[0]
+    with torch.inference_mode():
+        z_hat = model.entropy_bottleneck.decompress([z], torch.Size(header.meta["latent_shape"]))
+        gain, _ = model.exact_gains(2)
+        scales, _ = model.gained_parameters(model.exact_hyper(z_hat), gain)
+        indexes = model.scale_indexes(scales)
+    n = indexes.numel()
+    extremes = torch.tensor([2**31 - 1, -(2**31)], dtype=torch.int32).repeat((n + 1) // 2)[:n]
+    forged_y = ncodec_coder.encode(extremes, indexes.reshape(-1), *model._gaussian_table())
+    x_hat = codec.decompress(container.pack(header, [[forged_y, z]]))
+    assert torch.isfinite(x_hat).all() and x_hat.min() >= 0 and x_hat.max() <= 1

@@ -213,6 +213,9 @@ class ImageCodec:
         except (RuntimeError, IndexError, TypeError, ValueError, AssertionError) as exc:
             # Shapes or stream counts that the model cannot combine: the file is not this model's.
             raise BitstreamError(f"file does not fit the {self.name} model: {exc}") from None
+        if not bool(torch.isfinite(out["x_hat"]).all()):
+            raise BitstreamError("decoded image is not finite: the file's latents lie outside anything the "
+                                 f"{self.name} model produces (a forged or foreign file)")
         x_hat = out["x_hat"].clamp(0, 1)
         if x_hat.shape[-2] < h or x_hat.shape[-1] < w:
             raise BitstreamError(f"decoded {tuple(x_hat.shape[-2:])} is smaller than the recorded {h}x{w}")

@@ -145,7 +145,8 @@ class VariableRateCheckerboard(VariableRateMeanScaleHyperprior):
         images = []
         for b, data in enumerate(strings[0]):
             y_hat, _ = self._code_y(None, z_hat[b:b + 1], quality, data)
-            images.append(self.g_s(exact.from_fixed(y_hat).to(z_hat.dtype) * inv_gain).clamp_(0, 1))
+            y_hat = exact.from_fixed(exact.clamp_fixed(y_hat)).to(z_hat.dtype)  # as the mean-scale model
+            images.append(self.g_s(y_hat * inv_gain).clamp_(0, 1))
         return {"x_hat": torch.cat(images, 0)}
 
     def _code_y(self, y: Tensor | None, z_hat: Tensor, quality: int, data: bytes | None) -> tuple[Tensor, bytes]:

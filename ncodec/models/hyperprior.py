@@ -149,7 +149,9 @@ class ExactGaussianCoding:
         else:
             scales, means = params * gain, None
         symbols = self._decode_latents(strings[0], self.scale_indexes(scales))
-        return exact.from_fixed(self.dequantize_fixed(symbols, means)).to(z_hat.dtype)
+        # Clamped like every exact layer's input: a forged file's extreme symbols cannot
+        # drive the synthesis to inf/NaN (real latents lie far inside ±ACTIVATION_LIMIT).
+        return exact.from_fixed(exact.clamp_fixed(self.dequantize_fixed(symbols, means))).to(z_hat.dtype)
 
 
 class ExactScaleHyperprior(ExactGaussianCoding, ScaleHyperprior):
