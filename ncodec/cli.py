@@ -76,34 +76,97 @@ def _expand(inputs: Sequence[str], suffixes: Sequence[str]) -> list[Path]:
     return files
 
 
-def _plan(inputs: Sequence[str], output: str, in_suffixes: Sequence[str], out_suffix: str) -> list[tuple[Path, Path]]:
-    """(source, destination) pairs: one file to one file, or many into the OUTPUT directory."""
+STDIO = Path("-")
+"""``-`` as INPUT or OUTPUT: standard input or output (one file only)."""
+
+
+def _wants_directory(output: str) -> bool:
+    return output.endswith(("/", "\\")) or Path(output).is_dir()
+
+
+def _plan(inputs: Sequence[str], output: str, in_suffixes: Sequence[str], out_suffix: str,
+          force: bool = False) -> list[tuple[Path, Path]]:
+    """(source, destination) pairs: one file to one file, or many into the OUTPUT directory.
+
+    Every destination is checked before any work starts (:func:`ncodec.io.check_output`):
+    an existing file needs ``force``, and nothing but a regular file is ever replaced. An
+    output directory is used (and made) only when asked for: OUTPUT ends with ``/`` or is an
+    existing directory. ``-`` stands for standard input / output, for a single file.
+    """
+    from ncodec.io import check_output
+
     if not inputs:
         raise ValueError("give one or more INPUT paths and then the OUTPUT path")
-    files = _expand(inputs, in_suffixes)
-    out = Path(output)
+    if "-" in inputs and len(inputs) > 1:
+        raise ValueError("'-' (standard input) stands for one input file; give it alone")
+    files = [STDIO] if list(inputs) == ["-"] else _expand(inputs, in_suffixes)
     single = len(inputs) == 1 and len(files) == 1 and not Path(inputs[0]).is_dir()
-    if single and not out.is_dir() and not output.endswith(("/", "\\")):
+    if output == "-":
+        if not single:
+            raise ValueError("'-' (standard output) takes one input file, not several or a directory")
+        return [(files[0], STDIO)]
+    out = Path(output)
+    if single and not _wants_directory(output):
         jobs = [(files[0], out)]
     else:
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"{out}: several inputs need an output directory, this is a file")
+        if not _wants_directory(output):
+            raise ValueError(f"{output}: several inputs need an output directory: end OUTPUT with '/' "
+                             "(it is made) or name an existing directory")
+        if files == [STDIO]:
+            raise ValueError("'-' (standard input) has no name to derive an output file name from; name the output")
         jobs = [(f, out / (f.stem + out_suffix)) for f in files]
         names = [dst for _, dst in jobs]
         if len(set(names)) != len(names):
             raise ValueError("two inputs would write the same output name; give them distinct names")
     for src, dst in jobs:
-        if dst.resolve() == src.resolve():
+        if src != STDIO and dst.exists() and dst.resolve() == src.resolve():
             raise ValueError(f"{src}: output would overwrite the input")
+        check_output(dst, force=force)
     return jobs
 
 
-def _run_jobs(jobs: list[tuple[Path, Path]], work: Callable[[Path, Path], None], what: str) -> None:
-    """Runs work(src, dst) for every job, with a progress bar when there are several."""
+def _run_jobs(jobs: list[tuple[Path, Path]], work: Callable[[Path, Path], dict], what: str) -> int:
+    """Runs ``work(src, dst) -> stats`` for every job, with a progress bar when there are
+    several. A single job's error propagates (one line from :func:`main`); in a batch each
+    failure is reported on one line and the rest go on, then a summary line is printed.
+    Returns the exit status: 0, or 1 if any job failed.
+
+    ``stats`` may hold ``bytes_in``, ``bytes_out``, ``pixels`` (images) and ``seconds``
+    (audio) for the summary's bpp / kbps.
+    """
+    import time
+
     from tqdm import tqdm
 
-    for src, dst in tqdm(jobs, desc=what, unit="file", disable=len(jobs) < 2, file=sys.stderr):
-        work(src, dst)
+    if len(jobs) == 1:
+        work(*jobs[0])
+        return 0
+    start = time.perf_counter()
+    totals = {"bytes_in": 0, "bytes_out": 0, "pixels": 0, "seconds": 0.0}
+    failed = 0
+    bar = tqdm(jobs, desc=what, unit="file", file=sys.stderr, disable=not sys.stderr.isatty())
+    for src, dst in bar:
+        try:
+            stats = work(src, dst) or {}
+        except (BitstreamError, ValueError, OSError) as exc:
+            failed += 1
+            message = str(exc)
+            bar.write(f"{PROG}: error: {message if str(src) in message else f'{src}: {message}'}", file=sys.stderr)
+            continue
+        for key in totals:
+            totals[key] += stats.get(key, 0)
+    done = len(jobs) - failed
+    rates = []
+    if totals["pixels"]:
+        rates.append(f"{8 * totals['bytes_out'] / totals['pixels']:.3f} bpp" if what == "encode"
+                     else f"{8 * totals['bytes_in'] / totals['pixels']:.3f} bpp")
+    if totals["seconds"]:
+        coded = totals["bytes_out"] if what == "encode" else totals["bytes_in"]
+        rates.append(f"{8 * coded / 1000 / totals['seconds']:.2f} kbps")
+    print(f"{what}: {done} of {len(jobs)} files done" + (f", {failed} failed" if failed else "")
+          + f"; {totals['bytes_in']:,} bytes in, {totals['bytes_out']:,} bytes out"
+          + (f", {', '.join(rates)}" if rates else "") + f"; {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _codec_for(args: argparse.Namespace, modality: str, cache: dict):
@@ -123,77 +186,115 @@ def _codec_for(args: argparse.Namespace, modality: str, cache: dict):
     return cache[modality]
 
 
-def _cmd_encode(args: argparse.Namespace) -> int:
-    from ncodec.io import AUDIO_SUFFIXES, IMAGE_SUFFIXES, read_image, write_atomic
+def _read_input(src: Path) -> bytes:
+    return sys.stdin.buffer.read() if src == STDIO else src.read_bytes()
 
-    jobs = _plan(args.paths[:-1], args.paths[-1], IMAGE_SUFFIXES + AUDIO_SUFFIXES, ".ncb")
+
+def _write_output(dst: Path, data: bytes, force: bool) -> None:
+    from ncodec.io import write_atomic
+
+    if dst == STDIO:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        write_atomic(dst, data, force=force)
+
+
+def _cmd_encode(args: argparse.Namespace) -> int:
+    import io
+
+    from ncodec.io import AUDIO_SUFFIXES, IMAGE_SUFFIXES, read_image
+
+    jobs = _plan(args.paths[:-1], args.paths[-1], IMAGE_SUFFIXES + AUDIO_SUFFIXES, ".ncb", force=args.force)
     codecs: dict = {}
 
-    def encode(src: Path, dst: Path) -> None:
-        if src.suffix.lower() in AUDIO_SUFFIXES:
+    def encode(src: Path, dst: Path) -> dict:
+        if src != STDIO and src.suffix.lower() in AUDIO_SUFFIXES:
+            if dst == STDIO:
+                raise ValueError(f"{src}: audio is coded to a file (bounded memory); name the output")
             codec = _codec_for(args, "audio", codecs)
-            codec.encode_file(src, dst, bitrate=args.bitrate, force=args.force)
-            return
+            summary = codec.encode_file(src, dst, bitrate=args.bitrate, force=args.force)
+            return {"bytes_in": src.stat().st_size, "bytes_out": summary["bytes"],
+                    "seconds": summary["samples"] / summary["sample_rate"]}
         if args.bitrate is not None:
             raise ValueError(f"{src}: --bitrate is for audio; images take --quality")
+        raw = _read_input(src)
+        image = read_image(io.BytesIO(raw) if src == STDIO else src)
         codec = _codec_for(args, "image", codecs)
-        write_atomic(dst, codec.compress(read_image(src)), force=args.force)
+        data = codec.compress(image)
+        _write_output(dst, data, args.force)
+        return {"bytes_in": len(raw), "bytes_out": len(data), "pixels": image.shape[-1] * image.shape[-2]}
 
-    _run_jobs(jobs, encode, "encode")
-    return 0
+    return _run_jobs(jobs, encode, "encode")
 
 
 def _cmd_decode(args: argparse.Namespace) -> int:
+    import io
+
     import ncodec
     from ncodec.codecs import container
-    from ncodec.io import AUDIO_OUT_SUFFIXES, image_bytes, write_atomic
+    from ncodec.io import AUDIO_OUT_SUFFIXES, check_output, image_bytes
 
     output = args.paths[-1]
-    jobs = _plan(args.paths[:-1], output, (".ncb",), ".png")
+    jobs = _plan(args.paths[:-1], output, (".ncb",), ".png", force=args.force)
     auto_named = {dst for src, dst in jobs if dst == Path(output) / (src.stem + ".png")}
 
-    def decode(src: Path, dst: Path) -> None:
-        with open(src, "rb") as f:
+    def decode(src: Path, dst: Path) -> dict:
+        data = _read_input(src) if src == STDIO else None
+        with (io.BytesIO(data) if data is not None else open(src, "rb")) as f:
             header = container.read_header(f)
         if header.modality == "audio":
+            if src == STDIO or dst == STDIO:
+                raise ValueError("audio decodes from and to named files (WAV/FLAC are written in bounded "
+                                 "memory), not standard input or output")
             if dst.suffix.lower() not in AUDIO_OUT_SUFFIXES:
                 if dst not in auto_named:
                     raise ValueError(f"{dst}: audio decodes to {' or '.join(AUDIO_OUT_SUFFIXES)}")
                 dst = dst.with_suffix(".wav")
+                check_output(dst, force=args.force)
             quality = header.meta.get("quality") if isinstance(header.meta, dict) else None
             try:
                 codec = ncodec.load(header.codec, quality if isinstance(quality, int) else None, device=args.device)
             except ValueError as exc:
                 raise BitstreamError(f"{src}: made by {header.codec!r}, which this ncodec cannot load: {exc}") from None
-            codec.decode_file(src, dst, force=args.force)
-            return
-        x_hat = ncodec.decompress(src.read_bytes(), device=args.device)
-        write_atomic(dst, image_bytes(x_hat, dst.suffix or ".png"), force=args.force)
+            summary = codec.decode_file(src, dst, force=args.force)
+            return {"bytes_in": src.stat().st_size, "bytes_out": dst.stat().st_size,
+                    "seconds": summary["samples"] / summary["sample_rate"]}
+        data = data if data is not None else src.read_bytes()
+        x_hat = ncodec.decompress(data, device=args.device)
+        out = image_bytes(x_hat, ".png" if dst == STDIO else (dst.suffix or ".png"))
+        _write_output(dst, out, args.force)
+        return {"bytes_in": len(data), "bytes_out": len(out), "pixels": x_hat.shape[-1] * x_hat.shape[-2]}
 
-    _run_jobs(jobs, decode, "decode")
-    return 0
+    return _run_jobs(jobs, decode, "decode")
 
 
 def _add_encode(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser("encode", help="compress images (PNG, JPEG) and audio (WAV, FLAC, OGG, MP3) to .ncb files",
                        description="Compress INPUT (a file, several files or directories) to OUTPUT "
-                                   "(a file, or a directory for several inputs).")
+                                   "(a file, or a directory ending in '/' or existing for several inputs; "
+                                   "'-' is standard input/output for one image). Outputs are checked before "
+                                   "any work; a batch goes on past bad files and ends with a summary.")
     p.add_argument("paths", nargs="+", metavar="INPUT... OUTPUT")
     p.add_argument("--codec", default=None, help="codec name (see `ncodec models`; default: the modality's default)")
     p.add_argument("--quality", type=positive_int, default=None, help="quality level (default: the codec's)")
     p.add_argument("--bitrate", type=float, default=None, metavar="KBPS",
                    help="audio: nominal bitrate in kbps, one the codec offers (see `ncodec models`)")
     p.add_argument("--device", type=device_type, default="cpu", help="cpu or cuda (default: cpu)")
-    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite existing output files (only regular files: never links, FIFOs or devices)")
     p.set_defaults(handler=_cmd_encode)
 
 
 def _add_decode(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser("decode", help="decompress .ncb files to PNG/JPEG (images) or WAV/FLAC (audio)",
-                       description="Decompress INPUT (a .ncb file, several, or directories) to OUTPUT.")
+                       description="Decompress INPUT (a .ncb file, several, or directories) to OUTPUT "
+                                   "(a file, or a directory ending in '/' or existing for several inputs; "
+                                   "'-' is standard input/output for one image file).")
     p.add_argument("paths", nargs="+", metavar="INPUT... OUTPUT")
     p.add_argument("--device", type=device_type, default="cpu", help="cpu or cuda (default: cpu)")
-    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite existing output files (only regular files: never links, FIFOs or devices)")
     p.set_defaults(handler=_cmd_decode)
 
 

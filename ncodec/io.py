@@ -3,13 +3,15 @@ soundfile (libsndfile) with PyAV (FFmpeg) for the rest; atomic outputs.
 
 Outputs are written to a temporary file beside the target and renamed into place, so a
 failed encode or decode never leaves a partial file, and an existing file is replaced only
-when the caller says so.
+when the caller says so (``force``), and only if it is a regular file: a symlink, FIFO,
+device node, socket or directory at the output path is never replaced (:func:`check_output`).
 """
 
 from __future__ import annotations
 
 import io
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterator, Optional
@@ -63,18 +65,47 @@ def _umask() -> int:
     return mask
 
 
+_KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def check_output(path: str | os.PathLike, *, force: bool = False) -> None:
+    """Raise unless ``path`` may be written: it does not exist, or it is a regular file and
+    ``force`` is set. Anything else at ``path`` (a symlink, even to a regular file; a FIFO,
+    device, socket or directory) is refused with or without ``force``: ncodec replaces only
+    regular files, and never writes through links.
+
+    Raises:
+        FileExistsError: a regular file exists and ``force`` is not set.
+        ValueError: something other than a regular file is there.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    for test, kind in _KINDS:
+        if test(mode):
+            raise ValueError(f"{path} is {kind}: ncodec only writes regular files and never replaces anything "
+                             f"else (even with --force); choose another output path")
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{path} is not a regular file: ncodec never replaces it")
+    if not force:
+        raise FileExistsError(f"{path} exists (use --force to overwrite)")
+
+
 def write_atomic(path: str | os.PathLike, data: bytes, *, force: bool = False) -> None:
     """Write ``data`` to ``path`` all at once: a temporary file in the same folder, then a
-    rename. Refuses to replace an existing file unless ``force``."""
+    rename. Refuses to replace an existing file unless ``force``, and anything but a regular
+    file always (:func:`check_output`)."""
     target = Path(path)
-    if target.exists() and not force:
-        raise FileExistsError(f"{target} exists (use --force to overwrite)")
+    check_output(target, force=force)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        check_output(target, force=force)  # something may have appeared there meanwhile
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -301,8 +332,7 @@ class AudioWriter:
         self._file = None
 
     def _check_target(self) -> None:
-        if self.path.exists() and not self.force:
-            raise FileExistsError(f"{self.path} exists (use --force to overwrite)")
+        check_output(self.path, force=self.force)
 
     def __enter__(self) -> "AudioWriter":
         import soundfile as sf

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 
@@ -73,10 +74,11 @@ def test_failed_decode_leaves_no_output(tmp_path):
 def test_directories_with_progress(tmp_path):
     src = tmp_path / "in"
     shutil.copytree(IMAGES, src)
-    assert main(["encode", str(src), str(tmp_path / "coded"), "--quality", "1", "--codec", "bmshj2018-hyperprior"]) == 0
+    assert main(["encode", str(src), str(tmp_path / "coded") + "/", "--quality", "1",
+                 "--codec", "bmshj2018-hyperprior"]) == 0
     coded = sorted(os.listdir(tmp_path / "coded"))
     assert coded == sorted(os.path.splitext(f)[0] + ".ncb" for f in os.listdir(src) if f.endswith((".png", ".jpg")))
-    assert main(["decode", str(tmp_path / "coded"), str(tmp_path / "decoded")]) == 0
+    assert main(["decode", str(tmp_path / "coded"), str(tmp_path / "decoded") + "/"]) == 0
     assert len(os.listdir(tmp_path / "decoded")) == len(coded)
 
 
@@ -99,3 +101,95 @@ def test_models_lists_codecs(capsys):
     # Trained codecs list their nominal rates (quality:bpp), untrained ones a dash.
     trained = [line for line in out.splitlines() if line.startswith("elic-gdn-vr")][0]
     assert "trained" in trained and "1:0." in trained and "5:" in trained
+
+
+# ----------------------------------------------------------------- data safety
+
+
+def test_check_output_refuses_everything_but_regular_files(tmp_path):
+    import pytest
+
+    from ncodec.io import check_output
+
+    target = tmp_path / "target.png"
+    target.write_bytes(b"keep")
+    link = tmp_path / "link.png"
+    link.symlink_to(target)
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    for path, kind in ((link, "symbolic link"), (fifo, "FIFO"), (tmp_path, "directory"), ("/dev/null", "character device")):
+        for force in (False, True):
+            with pytest.raises(ValueError, match=kind):
+                check_output(path, force=force)
+    with pytest.raises(FileExistsError, match="--force"):
+        check_output(target)
+    check_output(target, force=True)
+    check_output(tmp_path / "new.png")
+
+
+def test_force_never_replaces_links_or_fifos(tmp_path):
+    ncb = tmp_path / "photo.ncb"
+    assert main(["encode", PHOTO, str(ncb), "--quality", "1"]) == 0
+    victim = tmp_path / "victim.png"
+    victim.write_bytes(b"keep me")
+    link = tmp_path / "link.png"
+    link.symlink_to(victim)
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    for out in (link, fifo):
+        proc = run("decode", str(ncb), str(out), "--force")
+        assert proc.returncode == 1 and "never replaces" in proc.stderr and "Traceback" not in proc.stderr
+    assert link.is_symlink() and victim.read_bytes() == b"keep me"
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_outputs_are_checked_before_any_work(tmp_path, monkeypatch, capsys):
+    import ncodec
+
+    def no_work(*_args, **_kwargs):
+        raise AssertionError("a codec was loaded before the outputs were checked")
+
+    monkeypatch.setattr(ncodec, "load", no_work)
+    monkeypatch.setattr(ncodec, "decompress", no_work)
+    exists = tmp_path / "exists.ncb"
+    exists.write_bytes(b"keep me")
+    assert main(["encode", PHOTO, str(exists)]) == 1
+    assert "--force" in capsys.readouterr().err
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "1025469_crop.ncb").write_bytes(b"keep me")  # the second of the batch's outputs
+    assert main(["encode", GRAY, PHOTO, str(out)]) == 1
+    assert "--force" in capsys.readouterr().err and sorted(os.listdir(out)) == ["1025469_crop.ncb"]
+
+
+def test_several_inputs_need_a_directory_that_was_asked_for(tmp_path, capsys):
+    assert main(["encode", PHOTO, GRAY, str(tmp_path / "x.ncb")]) == 1
+    assert "output directory" in capsys.readouterr().err
+    assert not (tmp_path / "x.ncb").exists()
+    assert main(["encode", PHOTO, GRAY, str(tmp_path / "x") + "/", "--codec", "bmshj2018-factorized",
+                 "--quality", "1"]) == 0
+    assert sorted(os.listdir(tmp_path / "x")) == ["1025469_crop.ncb", "962312_gray_crop.ncb"]
+
+
+def test_a_batch_goes_on_past_bad_files_and_sums_up(tmp_path, capsys):
+    coded = tmp_path / "coded"
+    assert main(["encode", PHOTO, GRAY, str(coded) + "/", "--codec", "bmshj2018-factorized", "--quality", "1"]) == 0
+    assert "2 of 2 files done" in capsys.readouterr().err
+    (coded / "0_broken.ncb").write_bytes(b"not an ncodec file")
+    assert main(["decode", str(coded), str(tmp_path / "decoded") + "/"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("ncodec: error:") and "0_broken.ncb" in err[0]
+    assert "decode: 2 of 3 files done, 1 failed" in err[-1] and "bpp" in err[-1]
+    assert sorted(os.listdir(tmp_path / "decoded")) == ["1025469_crop.png", "962312_gray_crop.png"]
+
+
+def test_dash_is_standard_input_and_output(tmp_path):
+    with open(PHOTO, "rb") as f:
+        enc = subprocess.run([sys.executable, "-m", "ncodec", "encode", "-", "-", "--quality", "1"], stdin=f,
+                             capture_output=True, timeout=300)
+    assert enc.returncode == 0 and enc.stdout[:4] == b"\x89NCB", enc.stderr
+    dec = subprocess.run([sys.executable, "-m", "ncodec", "decode", "-", "-"], input=enc.stdout,
+                         capture_output=True, timeout=300)
+    assert dec.returncode == 0 and dec.stdout[:8] == b"\x89PNG\r\n\x1a\n", dec.stderr
+    with Image.open(PHOTO) as a:
+        assert Image.open(__import__("io").BytesIO(dec.stdout)).size == a.size

@@ -530,12 +530,11 @@ class AudioCodec:
     def encode_file(self, src: str | os.PathLike, dst: str | os.PathLike, *, bitrate: Optional[float] = None,
                     force: bool = False, block_seconds: float = 10.0) -> dict:
         """Code audio file ``src`` into ncodec file ``dst`` in bounded memory; returns its summary."""
-        from ncodec.io import audio_info, iter_audio_blocks
+        from ncodec.io import audio_info, check_output, iter_audio_blocks
 
-        channels, frames, sr = audio_info(src)
         target = Path(dst)
-        if target.exists() and not force:
-            raise FileExistsError(f"{target} exists (use --force to overwrite)")
+        check_output(target, force=force)
+        channels, frames, sr = audio_info(src)
         enc = self.stream_encoder(sr, channels, bitrate=bitrate, samples=frames)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.part")
@@ -544,6 +543,7 @@ class AudioCodec:
                 for block in iter_audio_blocks(src, max(1, int(block_seconds * sr))):
                     f.write(enc.push(block))
                 f.write(enc.close())
+            check_output(target, force=force)  # something may have appeared there meanwhile
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
