@@ -166,7 +166,7 @@ def test_harness_with_fake_codec_and_opus(clip, tmp_path):
 
     paths = write_audio_report(results, tmp_path / "out")
     assert {p.name for p in (tmp_path / "out").iterdir()} == {"fake.json", "opus.json", "per_file.csv",
-                                                               "summary.md", "rd.png"}
+                                                               "summary.md", "rd.png", ".ncodec-report"}
     doc = json.loads(paths["json:opus"].read_text())
     assert doc["target_kbps"] == [6.0, 12.0] and doc["results"]["kbps"][0] == pytest.approx(opus.records[0].kbps)
     assert set(doc["results"]) >= {"kbps", "pesq", "stoi", "si_sdr", "mel_distance", "rtf_encode", "rtf_decode"}
@@ -217,7 +217,8 @@ def test_eval_command_on_audio_runs_baselines(clip, tmp_path, capsys, monkeypatc
     assert args.handler(args) == 0
     captured = capsys.readouterr()
     assert "baselines only" in captured.err and "Opus" in captured.out and "MP3" in captured.out
-    assert {p.name for p in out.iterdir()} == {"opus.json", "mp3.json", "per_file.csv", "summary.md", "rd.png"}
+    assert {p.name for p in out.iterdir()} == {"opus.json", "mp3.json", "per_file.csv", "summary.md", "rd.png",
+                                            ".ncodec-report"}
     assert json.loads((out / "mp3.json").read_text())["target_kbps"] == [8.0]
     args = _parser().parse_args(["eval", str(clip), "--baselines", "none", "--out", str(out), "--no-progress"])
     with pytest.raises(ValueError, match="--codec"):

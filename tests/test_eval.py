@@ -190,7 +190,7 @@ def test_harness_writes_compressai_json_csv_png_and_table(report):
 
     results, paths, out = report
     assert {p.name for p in out.iterdir()} == {"bmshj2018-factorized.json", "jpeg.json", "webp.json",
-                                             "per_image.csv", "rd.png", "bdrate.md"}
+                                             "per_image.csv", "rd.png", "bdrate.md", ".ncodec-report"}
     for curve in results.curves:
         doc = json.loads((out / f"{curve.key}.json").read_text())
         assert set(doc) == {"name", "description", "results", "qualities"}
@@ -278,3 +278,35 @@ def test_two_learned_codecs_in_one_run(crops):
                                                            ("mbt2018-mean-vr", "jpeg")]
     table = bdrate_markdown(results)
     assert "ncodec mbt2018-mean-vr | JPEG" in table and "ncodec bmshj2018-factorized | JPEG" in table
+
+
+def test_eval_never_overwrites_a_report_by_surprise(crops, tmp_path):
+    """A non-empty --out needs --force, checked before any work; --force removes what the
+    previous report wrote (no stale files) and nothing else."""
+    from ncodec.eval import harness
+
+    out = tmp_path / "out"
+    common = [str(crops), "--codec", "bmshj2018-factorized", "--qualities", "1", "--limit", "1",
+              "--out", str(out), "--no-progress"]
+    args = _parser().parse_args(["eval", *common, "--baselines", "jpeg"])
+    assert args.handler(args) == 0
+    assert (out / "jpeg.json").is_file()
+    (out / "notes.txt").write_text("mine")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def no_work(*_args, **_kwargs):
+        raise AssertionError("evaluation started before --out was checked")
+
+    args = _parser().parse_args(["eval", *common, "--baselines", "none"])
+    original = harness.evaluate
+    harness.evaluate = no_work
+    try:
+        with pytest.raises(FileExistsError, match="--force"):
+            args.handler(args)
+    finally:
+        harness.evaluate = original
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    args = _parser().parse_args(["eval", *common, "--baselines", "none", "--force"])
+    assert args.handler(args) == 0
+    names = {p.name for p in out.iterdir()}
+    assert "jpeg.json" not in names and "notes.txt" in names and "bmshj2018-factorized.json" in names

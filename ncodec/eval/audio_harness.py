@@ -49,7 +49,7 @@ import torch
 
 from ncodec.eval import audio_metrics
 from ncodec.eval.audio_baselines import AUDIO_BASELINES, AudioBaseline, get_audio_baseline
-from ncodec.eval.harness import csv_text, report_dir
+from ncodec.eval.harness import csv_text, record_report, report_dir
 
 __all__ = ["DEFAULT_AUDIO_BITRATES", "SUMMARY_HEADER", "AudioCodec", "AudioCurve", "AudioRecord", "AudioResults",
            "bd_rows", "evaluate_audio", "plot_audio_rd", "summary_markdown", "summary_rows", "write_audio_report"]
@@ -478,4 +478,5 @@ def write_audio_report(results: AudioResults, out_dir: str | Path) -> dict[str, 
     write_atomic(paths["summary"], summary_markdown(results).encode(), force=True)
     paths["rd"] = out / "rd.png"
     write_atomic(paths["rd"], plot_audio_rd(results), force=True)
+    record_report(out, paths)
     return paths

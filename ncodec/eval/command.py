@@ -169,6 +169,7 @@ def _run_audio_eval(args: argparse.Namespace, files: list[Path]) -> int:
     from ncodec.codecs import registry
     from ncodec.eval.audio_baselines import AUDIO_BASELINES, parse_audio_baselines
     from ncodec.eval.audio_harness import evaluate_audio, write_audio_report
+    from ncodec.eval.harness import prepare_report_dir
 
     if args.qualities:
         raise ValueError("--qualities is for image codecs; audio codecs take --bitrates (kbps)")
@@ -184,6 +185,7 @@ def _run_audio_eval(args: argparse.Namespace, files: list[Path]) -> int:
             print("ncodec eval: this ncodec has no default audio codec; running the baselines only "
                   "(--codec NAME to evaluate one)", file=sys.stderr)
             codecs = []
+    prepare_report_dir(args.out, force=args.force)  # before any work: never overwrite a report by surprise
     results = evaluate_audio(files, codecs, args.bitrates, baselines, args.baseline_bitrates, threads=args.threads,
                              device=args.device, progress=False if args.no_progress else None)
     paths = write_audio_report(results, args.out)
@@ -199,7 +201,7 @@ def run_eval(args: argparse.Namespace) -> int:
     """Handler of ``ncodec eval``: evaluate, write the report, print the summary and paths.
     Audio inputs go to the audio harness; everything else is read as images."""
     from ncodec.codecs import registry
-    from ncodec.eval.harness import evaluate, write_report
+    from ncodec.eval.harness import evaluate, prepare_report_dir, write_report
 
     modality, images = collect_inputs(args.inputs, args.limit)
     if modality == "audio":
@@ -209,6 +211,7 @@ def run_eval(args: argparse.Namespace) -> int:
     baselines = parse_baselines(",".join(DEFAULT_BASELINES) if args.baselines is None else args.baselines)
     codecs = [c.strip() for c in args.codec.split(",") if c.strip()] if args.codec else \
         [registry.default_codec("image")]
+    prepare_report_dir(args.out, force=args.force)  # before any work: never overwrite a report by surprise
     results = evaluate(images, codecs, args.qualities, baselines, device=args.device,
                        progress=False if args.no_progress else None)
     paths = write_report(results, args.out)
@@ -245,7 +248,11 @@ def add_eval_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentPar
     p.add_argument("--baselines", default=None, metavar="NAME,...",
                    help=f"classical codecs, comma-separated, or none (default: {','.join(DEFAULT_BASELINES)} "
                         "for images, opus,mp3 for audio)")
-    p.add_argument("--out", default="ncodec-eval", metavar="DIR", help="output folder (default: ./ncodec-eval)")
+    p.add_argument("--out", default="ncodec-eval", metavar="DIR",
+                   help="output folder, new or empty (default: ./ncodec-eval)")
+    p.add_argument("--force", action="store_true",
+                   help="write into a non-empty --out: the files of the report there are replaced, stale ones "
+                        "removed, nothing else touched")
     p.add_argument("--device", type=device_type, default="cpu", help="where the codec runs: cpu or cuda (default: cpu)")
     p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="only the first N files (sorted)")
     p.add_argument("--threads", type=positive_int, default=2, metavar="N",

@@ -335,6 +335,40 @@ def csv_text(records: Sequence[Any]) -> str:
     return buf.getvalue()
 
 
+REPORT_MANIFEST = ".ncodec-report"
+"""File in a report folder listing the files the report wrote (JSON list of names)."""
+
+
+def prepare_report_dir(out_dir: str | Path, *, force: bool = False) -> Path:
+    """Make ``out_dir`` ready for a new report, before any work: a new or empty folder is
+    used as it is; a folder with files in it needs ``force``, and then the files that the
+    previous report wrote (its :data:`REPORT_MANIFEST`) are removed, so that no stale
+    file is left beside the new report. Nothing else in the folder is touched.
+
+    Raises:
+        ValueError: ``out_dir`` is not a directory.
+        FileExistsError: it holds files and ``force`` is not set.
+    """
+    out = Path(out_dir)
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise ValueError(f"{out}: the output must be a directory, this is a file or a link")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise FileExistsError(f"{out} is not empty (use --force to replace the report in it, or another --out)")
+        manifest = out / REPORT_MANIFEST
+        if manifest.is_file():
+            try:
+                names = json.loads(manifest.read_text())
+            except ValueError:
+                names = []
+            for name in names if isinstance(names, list) else []:
+                stale = out / str(name)
+                if isinstance(name, str) and "/" not in name and stale.is_file() and not stale.is_symlink():
+                    stale.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def report_dir(out_dir: str | Path) -> Path:
     """``out_dir`` created if needed (ValueError if it is a file): where a report goes."""
     out = Path(out_dir)
@@ -342,6 +376,14 @@ def report_dir(out_dir: str | Path) -> Path:
         raise ValueError(f"{out}: the output must be a directory, this is a file")
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def record_report(out: Path, paths: dict[str, Path]) -> None:
+    """Write the report's manifest: the names of the files it wrote in ``out``."""
+    from ncodec.io import write_atomic
+
+    names = sorted({p.name for p in paths.values()})
+    write_atomic(out / REPORT_MANIFEST, (json.dumps(names) + "\n").encode(), force=True)
 
 
 def write_report(results: EvalResults, out_dir: str | Path) -> dict[str, Path]:
@@ -368,4 +410,5 @@ def write_report(results: EvalResults, out_dir: str | Path) -> dict[str, Path]:
     write_atomic(paths["rd"], plot_rd(docs, title=title, dashed={c.name for c in results.baselines}), force=True)
     paths["bdrate"] = out / "bdrate.md"
     write_atomic(paths["bdrate"], bdrate_markdown(results).encode(), force=True)
+    record_report(out, paths)
     return paths
