@@ -27,18 +27,26 @@ def list_codecs() -> list:
 
 
 def load(name: Optional[str] = None, quality: Optional[int] = None, *, device: str = "cpu",
-         modality: str = "image") -> Any:
-    """A codec object with ``compress(x) -> bytes`` and ``decompress(data) -> tensor``.
+         modality: Optional[str] = None) -> Any:
+    """A codec object: an image codec (``compress(image) -> bytes``, ``decompress(data) ->
+    float [C, H, W]``) or an audio codec (``compress(wav, sample_rate) -> bytes``,
+    ``decompress(data) -> (wav, sample_rate)``).
 
     Args:
         name: registry name (see :func:`list_codecs`); default: the modality's default codec.
-        quality: quality level; default: the codec's default quality.
+        quality: quality level, an int among the codec's qualities; default: its default.
         device: "cpu" or "cuda" (where the model runs; the bytes are the same).
-        modality: which default to use when ``name`` is None.
+        modality: "image" or "audio": the default codec's modality when ``name`` is None
+            (default "image"), and a check when ``name`` is given.
+
+    Raises:
+        ValueError: unknown codec, wrong quality or modality, or a device ncodec cannot use.
     """
     from ncodec.codecs import registry
 
-    return registry.create(name or registry.default_codec(modality), quality, device)
+    if name is None:
+        return registry.create(registry.default_codec(modality or "image"), quality, device)
+    return registry.create(name, quality, device, modality=modality)
 
 
 @lru_cache(maxsize=8)
@@ -52,11 +60,14 @@ def decompress(data: bytes, *, device: str = "cpu") -> Any:
 
     header = container.read_header(data)
     try:
-        registry.codec_info(header.codec)
+        info = registry.codec_info(header.codec)
     except ValueError:
         raise BitstreamError(f"file was made by codec {header.codec!r}, which this ncodec does not have") from None
+    if info.modality != header.modality:
+        raise BitstreamError(f"file header says modality {header.modality!r}, but codec {header.codec!r} codes "
+                             f"{info.modality}: a forged or damaged header")
     quality = header.meta.get("quality") if isinstance(header.meta, dict) else None
-    if not isinstance(quality, int):
+    if type(quality) is not int:
         raise BitstreamError("file header has no integer quality")
     try:
         codec = _cached(header.codec, quality, str(device))

@@ -19,13 +19,11 @@ def positive_int(text: str) -> int:
 
 
 def device(name: str) -> str:
-    """A torch device that exists here ("cpu", "cuda", "cuda:1")."""
-    import torch  # here, so that building the parser does not load torch
+    """A device ncodec runs on here ("cpu", "cuda", "cuda:1"); others are usage errors."""
+    from ncodec.codecs.registry import check_device  # here: building the parser loads no torch
 
     try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(f"not a device: {name!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError("CUDA is not available on this machine")
+        check_device(name)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return name

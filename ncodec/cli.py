@@ -127,9 +127,8 @@ def _plan(inputs: Sequence[str], output: str, in_suffixes: Sequence[str], out_su
 
 def _run_jobs(jobs: list[tuple[Path, Path]], work: Callable[[Path, Path], dict], what: str) -> int:
     """Runs ``work(src, dst) -> stats`` for every job, with a progress bar when there are
-    several. A single job's error propagates (one line from :func:`main`); in a batch each
-    failure is reported on one line and the rest go on, then a summary line is printed.
-    Returns the exit status: 0, or 1 if any job failed.
+    several. Each failure is reported on one line that names the input; in a batch the rest
+    go on, then a summary line is printed. Returns the exit status: 0, or 1 if any job failed.
 
     ``stats`` may hold ``bytes_in``, ``bytes_out``, ``pixels`` (images) and ``seconds``
     (audio) for the summary's bpp / kbps.
@@ -138,8 +137,18 @@ def _run_jobs(jobs: list[tuple[Path, Path]], work: Callable[[Path, Path], dict],
 
     from tqdm import tqdm
 
+    def report(src: Path, exc: Exception, write=None) -> None:
+        message = str(exc)
+        name = "standard input" if src == STDIO else str(src)
+        line = f"{PROG}: error: {message if name in message else f'{name}: {message}'}"
+        (write or (lambda text: print(text, file=sys.stderr)))(line)
+
     if len(jobs) == 1:
-        work(*jobs[0])
+        try:
+            work(*jobs[0])
+        except (BitstreamError, ValueError, OSError) as exc:
+            report(jobs[0][0], exc)
+            return 1
         return 0
     start = time.perf_counter()
     totals = {"bytes_in": 0, "bytes_out": 0, "pixels": 0, "seconds": 0.0}
@@ -150,8 +159,7 @@ def _run_jobs(jobs: list[tuple[Path, Path]], work: Callable[[Path, Path], dict],
             stats = work(src, dst) or {}
         except (BitstreamError, ValueError, OSError) as exc:
             failed += 1
-            message = str(exc)
-            bar.write(f"{PROG}: error: {message if str(src) in message else f'{src}: {message}'}", file=sys.stderr)
+            report(src, exc, lambda text: bar.write(text, file=sys.stderr))
             continue
         for key in totals:
             totals[key] += stats.get(key, 0)
@@ -254,7 +262,8 @@ def _cmd_decode(args: argparse.Namespace) -> int:
                 check_output(dst, force=args.force)
             quality = header.meta.get("quality") if isinstance(header.meta, dict) else None
             try:
-                codec = ncodec.load(header.codec, quality if isinstance(quality, int) else None, device=args.device)
+                codec = ncodec.load(header.codec, quality if type(quality) is int else None, device=args.device,
+                                    modality="audio")
             except ValueError as exc:
                 raise BitstreamError(f"{src}: made by {header.codec!r}, which this ncodec cannot load: {exc}") from None
             summary = codec.decode_file(src, dst, force=args.force)

@@ -119,6 +119,12 @@ def test_train_resume_is_exact_and_export_loads(tmp_path, folders):
     assert all(p.half().float().equal(p) for p in a.parameters())
 
 
+def test_resume_into_another_architectures_folder_is_a_clear_error(tmp_path, folders):
+    _train(_config(tmp_path / "run", folders, steps=1))
+    with pytest.raises(ValueError, match="checkpoint of another model.*another --out"):
+        _train(_config(tmp_path / "run", folders, steps=2, arch="mbt2018-mean"))
+
+
 def test_variable_rate_training_and_qualities(tmp_path, folders):
     result = _train(_config(tmp_path / "vr", folders, steps=2, arch="mbt2018-mean-vr", lr=1e-3))
     model = load_weights(result["weights"], arch="mbt2018-mean-vr")

@@ -76,17 +76,39 @@ def _shape_from_json(obj: Any, limit: int, depth: int = 0) -> Any:
     return [_shape_from_json(v, limit, depth + 1) for v in obj]
 
 
+def as_image_tensor(x: Any) -> torch.Tensor:
+    """``x`` as a tensor: a tensor or array as it is, a ``PIL.Image`` or an image file path
+    read as :func:`ncodec.io.read_image` reads files (uint8 ``[C, H, W]``)."""
+    from PIL import Image
+
+    from ncodec.io import pil_to_tensor, read_image
+
+    if isinstance(x, (str, Path)):
+        return read_image(x)
+    if isinstance(x, Image.Image):
+        return pil_to_tensor(x, "the PIL image")
+    try:
+        return torch.as_tensor(x)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"expected an image tensor [C, H, W], a numpy array, a PIL image or a file path, "
+                         f"got {type(x).__name__}") from None
+
+
 def to_float_batch(x: ImageInput) -> tuple[torch.Tensor, int]:
     """Validate an image or batch and return it as float ``[B, C, H, W]`` in [0, 1].
 
     Accepts ``[C, H, W]`` or ``[B, C, H, W]`` with C = 1 (grayscale) or 3 (RGB), as uint8
-    (0..255) or floating point in [0, 1]. Returns the batch and the channel count C.
+    (0..255) or floating point in [0, 1] (a tensor or numpy array), or a ``PIL.Image`` or an
+    image file path. Returns the batch and the channel count C.
     """
-    t = torch.as_tensor(x)
+    t = as_image_tensor(x)
     if t.dim() not in (3, 4):
         raise ValueError(f"expected an image [C, H, W] or a batch [B, C, H, W], got shape {tuple(t.shape)}")
     batch = t if t.dim() == 4 else t.unsqueeze(0)
     b, c, h, w = batch.shape
+    if c not in (1, 2, 3, 4) and batch.shape[-1] in (1, 3, 4):
+        raise ValueError(f"expected channels first, [C, H, W]; shape {tuple(t.shape)} looks like [H, W, C] "
+                         "(x.permute(2, 0, 1) for one image, x.permute(0, 3, 1, 2) for a batch)")
     if c in (2, 4):
         raise ValueError(f"images with an alpha channel are not supported ({c} channels); drop it first")
     if c not in (1, 3):
@@ -111,7 +133,8 @@ class ImageCodec:
 
     Args:
         name: registry name, written in every file.
-        quality: quality level (1 .. 8).
+        quality: quality level, one of the architecture's (1 .. 5 for the variable-rate
+            models, 1 .. 8 for CompressAI's).
         model: a CompressAI-style model whose entropy models are ncodec's, after ``update()``.
         device: where the model runs ("cpu" or "cuda").
         fast: code through fast copies of the model's transforms (:mod:`ncodec.models.fast`:
@@ -162,7 +185,7 @@ class ImageCodec:
         """
         batch, channels = to_float_batch(x)
         files = [self._compress_one(img.unsqueeze(0), channels) for img in batch]
-        return files if torch.as_tensor(x).dim() == 4 else files[0]
+        return files if as_image_tensor(x).dim() == 4 else files[0]
 
     def _compress_one(self, img: torch.Tensor, channels: int) -> bytes:
         _, _, h, w = img.shape
@@ -234,16 +257,16 @@ class ImageCodec:
         for key in ("width", "height", "channels", "quality", "latent_shape"):
             if key not in meta:
                 raise BitstreamError(f"image file header lacks {key!r}")
-        if meta["quality"] != self.quality:
+        if type(meta["quality"]) is not int or meta["quality"] != self.quality:
             # Variable-rate models share weights (and the fingerprint) across qualities.
             raise BitstreamError(f"file was coded at quality {meta['quality']!r}, this codec is quality "
                                  f"{self.quality} (ncodec.decompress picks the right one)")
-        if not all(isinstance(meta[k], int) and 0 < meta[k] <= 1 << 16 for k in ("width", "height")):
+        if not all(type(meta[k]) is int and 0 < meta[k] <= 1 << 16 for k in ("width", "height")):
             raise BitstreamError(f"image file header has an invalid size {meta['width']}x{meta['height']}")
         if meta["width"] * meta["height"] > MAX_PIXELS:
             raise BitstreamError(f"image file claims {meta['height']}x{meta['width']} pixels, "
                                  f"more than the {MAX_PIXELS:,}-pixel limit")
-        if meta["channels"] not in (1, 3):
+        if type(meta["channels"]) is not int or meta["channels"] not in (1, 3):
             raise BitstreamError(f"image file header has {meta['channels']} channels, expected 1 or 3")
         if len(header.substreams) < 1:
             raise BitstreamError("image file has no substreams")

@@ -85,10 +85,37 @@ def default_codec(modality: str) -> str:
     raise ValueError(f"no codec for modality {modality!r}")
 
 
-def create(name: str, quality: Optional[int] = None, device: torch.device | str = "cpu") -> Any:
-    """Build codec ``name`` at ``quality`` (default: its default quality) on ``device``."""
+def check_device(device: torch.device | str) -> torch.device:
+    """``device`` as a ``torch.device`` that ncodec codes on: the CPU, or CUDA where present.
+
+    Raises:
+        ValueError: not a device name, another kind (``mps``, ``meta``, ...), or no CUDA here.
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"not a device: {device!r} (ncodec runs on 'cpu' or 'cuda')") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"ncodec runs on 'cpu' or 'cuda', not {dev.type!r}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CUDA is not available on this machine")
+    return dev
+
+
+def create(name: str, quality: Optional[int] = None, device: torch.device | str = "cpu",
+           modality: Optional[str] = None) -> Any:
+    """Build codec ``name`` at ``quality`` (default: its default quality) on ``device``.
+
+    Raises:
+        ValueError: unknown codec, a quality that is not an int among the codec's, a codec of
+            another ``modality`` than asked for, or a device ncodec cannot use.
+    """
     info = codec_info(name)
-    q = info.default_quality if quality is None else int(quality)
+    if modality is not None and info.modality != modality:
+        raise ValueError(f"codec {name} codes {info.modality}, not {modality}")
+    if quality is not None and (isinstance(quality, bool) or not isinstance(quality, int)):
+        raise ValueError(f"quality must be an int, one of {list(info.qualities)}; got {quality!r}")
+    q = info.default_quality if quality is None else quality
     if q not in info.qualities:
         raise ValueError(f"{name} has qualities {list(info.qualities)}, not {quality}")
-    return _CODECS[name][1](q, torch.device(device))
+    return _CODECS[name][1](q, check_device(device))

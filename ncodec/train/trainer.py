@@ -29,6 +29,7 @@ import itertools
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -291,7 +292,12 @@ class Trainer:
         if not path.exists():
             return 0
         state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as exc:  # missing/unexpected keys or size mismatches
+            first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+            raise ValueError(f"{path} is a checkpoint of another model than this run trains ({first}); "
+                             "resume it with the same task and architecture, or give another --out") from None
         optimizer.load_state_dict(state["optimizer"])
         aux_optimizer.load_state_dict(state["aux_optimizer"])
         torch.set_rng_state(state["torch_rng"])
@@ -427,7 +433,9 @@ class Trainer:
         batches = self._batches(dataset, start)
         writer = self._tensorboard()
         use_amp = config.amp and self.device.type == "cuda"
-        bar = tqdm(total=config.steps, initial=start, disable=not self.is_main, desc="train", unit="step")
+        # A bar on terminals only: in logs and pipes metrics.jsonl and the log lines say it all.
+        bar = tqdm(total=config.steps, initial=start, disable=not self.is_main or not sys.stderr.isatty(),
+                   desc="train", unit="step", file=sys.stderr)
         began = self._began = time.perf_counter()
         sums: dict[str, Any] = {}  # running sums of the logged losses (tensors)
         count = 0
@@ -467,7 +475,9 @@ class Trainer:
             done = step + 1
             if done % config.log_every == 0 or done == config.steps:
                 means = {k: float(v) / count for k, v in sums.items()}
-                bar.set_postfix(loss=f"{means['loss']:.3f}", bpp=f"{means.get('bpp', 0):.3f}")
+                # Only the rate the task reports (audio tasks have none in bits per pixel).
+                shown = {k: f"{means[k]:.3f}" for k in ("loss", "bpp", "mel") if k in means}
+                bar.set_postfix(**shown)
                 self._log({"step": done, "split": "train", "lr": optimizer.param_groups[0]["lr"],
                            "seconds": time.perf_counter() - began, "world_size": self.world_size,
                            **means}, writer)
