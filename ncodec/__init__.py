@@ -1,7 +1,7 @@
 """ncodec: learned image, audio and video codecs over one exact, fast and safe bitstream.
 
 >>> import ncodec
->>> codec = ncodec.load("mbt2018-mean", quality=3)      # or ncodec.load() for the default
+>>> codec = ncodec.load("elic-gdn-vr", quality=3)       # or ncodec.load() for the default
 >>> data = codec.compress(image)                          # uint8 or float [C, H, W] -> bytes
 >>> x_hat = ncodec.decompress(data)                       # picks the codec from the header
 """
@@ -27,50 +27,79 @@ def list_codecs() -> list:
 
 
 def load(name: Optional[str] = None, quality: Optional[int] = None, *, device: str = "cpu",
-         modality: Optional[str] = None) -> Any:
+         modality: Optional[str] = None, untrained: bool = False) -> Any:
     """A codec object: an image codec (``compress(image) -> bytes``, ``decompress(data) ->
     float [C, H, W]``) or an audio codec (``compress(wav, sample_rate) -> bytes``,
     ``decompress(data) -> (wav, sample_rate)``).
 
     Args:
-        name: registry name (see :func:`list_codecs`); default: the modality's default codec.
+        name: registry name (see :func:`list_codecs`), or a weights file / run folder from
+            ``ncodec train`` (its architecture is read from the file); default: the
+            modality's default codec.
         quality: quality level, an int among the codec's qualities; default: its default.
         device: "cpu" or "cuda" (where the model runs; the bytes are the same).
         modality: "image" or "audio": the default codec's modality when ``name`` is None
             (default "image"), and a check when ``name`` is given.
+        untrained: build a registered architecture that has no trained weights in the
+            package (seeded random weights: for tests, not for coding media).
 
     Raises:
-        ValueError: unknown codec, wrong quality or modality, or a device ncodec cannot use.
+        ValueError: unknown or untrained codec, wrong quality or modality, or a device
+            ncodec cannot use.
     """
     from ncodec.codecs import registry
 
     if name is None:
         return registry.create(registry.default_codec(modality or "image"), quality, device)
-    return registry.create(name, quality, device, modality=modality)
+    return registry.create(name, quality, device, modality=modality, untrained=untrained)
 
 
 @lru_cache(maxsize=8)
-def _cached(name: str, quality: int, device: str) -> Any:
-    return load(name, quality, device=device)
+def _cached(name: str, quality: int, device: str, weights: Optional[tuple] = None) -> Any:
+    # weights: (path, size, mtime_ns), so that a rewritten file is read again.
+    return load(weights[0] if weights else name, quality, device=device, untrained=True)
 
 
-def decompress(data: bytes, *, device: str = "cpu") -> Any:
-    """Decode any ncodec file: the codec and quality are read from its header."""
+def decompress(data: bytes, *, device: str = "cpu", weights: Optional[str] = None) -> Any:
+    """Decode any ncodec file: the codec and quality are read from its header.
+
+    Args:
+        data: the whole file.
+        device: where to decode.
+        weights: the weights file or run folder of the model that made the file, when it is
+            not a shipped codec (e.g. from ``ncodec train``).
+
+    Returns:
+        an image: float ``[C, H, W]`` in [0, 1]; audio: ``(wav [C, T], sample_rate)``.
+
+    Raises:
+        ncodec.BitstreamError: not an ncodec file, damaged, or made by another model.
+    """
+    import os
+
     from ncodec.codecs import container, registry
 
     header = container.read_header(data)
-    try:
-        info = registry.codec_info(header.codec)
-    except ValueError:
-        raise BitstreamError(f"file was made by codec {header.codec!r}, which this ncodec does not have") from None
-    if info.modality != header.modality:
-        raise BitstreamError(f"file header says modality {header.modality!r}, but codec {header.codec!r} codes "
-                             f"{info.modality}: a forged or damaged header")
     quality = header.meta.get("quality") if isinstance(header.meta, dict) else None
     if type(quality) is not int:
         raise BitstreamError("file header has no integer quality")
+    key = None
+    if weights is not None:
+        path = registry.weights_file(weights)
+        stat = os.stat(path)
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    else:
+        try:
+            registry.codec_info(header.codec)
+        except ValueError:
+            raise BitstreamError(f"file was made by codec {header.codec!r}, which this ncodec does not have") from None
     try:
-        codec = _cached(header.codec, quality, str(device))
+        codec = _cached(header.codec, quality, str(device), key)
     except ValueError as exc:
         raise BitstreamError(f"file needs {header.codec} at quality {quality}: {exc}") from None
+    if codec.name != header.codec:
+        raise BitstreamError(f"file was made by {header.codec!r}, the weights {weights} are {codec.name!r}")
+    if codec.modality != header.modality:
+        raise BitstreamError(f"file header says modality {header.modality!r}, but codec {header.codec!r} codes "
+                             f"{codec.modality}: a forged or damaged header")
     return codec.decompress(data)

@@ -184,13 +184,11 @@ def _codec_for(args: argparse.Namespace, modality: str, cache: dict):
     from ncodec.codecs import registry
 
     if modality not in cache:
-        name = None
-        if args.codec is not None:
+        if args.codec is not None and not registry.is_weights_path(args.codec):
             info = registry.codec_info(args.codec)
             if info.modality != modality:
                 raise ValueError(f"codec {args.codec} codes {info.modality}, this input is {modality}")
-            name = args.codec
-        cache[modality] = ncodec.load(name, args.quality, device=args.device, modality=modality)
+        cache[modality] = ncodec.load(args.codec, args.quality, device=args.device, modality=modality)
     return cache[modality]
 
 
@@ -262,15 +260,15 @@ def _cmd_decode(args: argparse.Namespace) -> int:
                 check_output(dst, force=args.force)
             quality = header.meta.get("quality") if isinstance(header.meta, dict) else None
             try:
-                codec = ncodec.load(header.codec, quality if type(quality) is int else None, device=args.device,
-                                    modality="audio")
+                codec = ncodec.load(args.weights or header.codec, quality if type(quality) is int else None,
+                                    device=args.device, modality="audio", untrained=True)
             except ValueError as exc:
                 raise BitstreamError(f"{src}: made by {header.codec!r}, which this ncodec cannot load: {exc}") from None
             summary = codec.decode_file(src, dst, force=args.force)
             return {"bytes_in": src.stat().st_size, "bytes_out": dst.stat().st_size,
                     "seconds": summary["samples"] / summary["sample_rate"]}
         data = data if data is not None else src.read_bytes()
-        x_hat = ncodec.decompress(data, device=args.device)
+        x_hat = ncodec.decompress(data, device=args.device, weights=args.weights)
         out = image_bytes(x_hat, ".png" if dst == STDIO else (dst.suffix or ".png"))
         _write_output(dst, out, args.force)
         return {"bytes_in": len(data), "bytes_out": len(out), "pixels": x_hat.shape[-1] * x_hat.shape[-2]}
@@ -285,7 +283,9 @@ def _add_encode(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
                                    "'-' is standard input/output for one image). Outputs are checked before "
                                    "any work; a batch goes on past bad files and ends with a summary.")
     p.add_argument("paths", nargs="+", metavar="INPUT... OUTPUT")
-    p.add_argument("--codec", default=None, help="codec name (see `ncodec models`; default: the modality's default)")
+    p.add_argument("--codec", default=None,
+                   help="codec name (see `ncodec models`), or a weights file / run folder from `ncodec train` "
+                        "(default: the modality's default)")
     p.add_argument("--quality", type=positive_int, default=None, help="quality level (default: the codec's)")
     p.add_argument("--bitrate", type=float, default=None, metavar="KBPS",
                    help="audio: nominal bitrate in kbps, one the codec offers (see `ncodec models`)")
@@ -301,6 +301,8 @@ def _add_decode(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
                                    "(a file, or a directory ending in '/' or existing for several inputs; "
                                    "'-' is standard input/output for one image file).")
     p.add_argument("paths", nargs="+", metavar="INPUT... OUTPUT")
+    p.add_argument("--weights", default=None, metavar="PATH",
+                   help="the weights file or run folder that made the files, if not a shipped codec")
     p.add_argument("--device", type=device_type, default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--force", action="store_true",
                    help="overwrite existing output files (only regular files: never links, FIFOs or devices)")
@@ -339,14 +341,23 @@ def _cmd_models(args: argparse.Namespace) -> int:
             return " ".join(f"{q}:{b:g}kbps" for q, b in enumerate(ARCHITECTURES[info.name].bitrates, 1))
         return " ".join(f"{q}:{info.nominal_bpp[q]:.2f}" for q in info.qualities if q in info.nominal_bpp) or "-"
 
-    rows = [(i.name + (" (default)" if i.default else ""), i.modality,
-             f"{min(i.qualities)}-{max(i.qualities)} (default {i.default_quality})", rates(i), i.weights,
-             i.description)
-            for i in ncodec.list_codecs()]
-    headers = ("codec", "modality", "qualities", "nominal rate (quality:rate)", "weights", "description")
-    widths = [max(len(str(r[k])) for r in [headers, *rows]) for k in range(len(headers))]
-    for row in [headers, tuple("-" * w for w in widths), *rows]:
-        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+    def table(headers: tuple, rows: list) -> None:
+        widths = [max(len(str(r[k])) for r in [headers, *rows]) for k in range(len(headers))]
+        for row in [headers, tuple("-" * w for w in widths), *rows]:
+            print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+
+    codecs = ncodec.list_codecs()
+    table(("codec", "modality", "qualities", "nominal rate (quality:rate)", "weights", "description"),
+          [(i.name + (" (default)" if i.default else ""), i.modality,
+            f"{min(i.qualities)}-{max(i.qualities)} (default {i.default_quality})", rates(i), i.weights,
+            i.description) for i in codecs if i.trained])
+    untrained = [i for i in codecs if not i.trained]
+    if untrained:
+        print()
+        print("Architectures without trained weights here: load your own weights into them "
+              "(--codec WEIGHTS, ncodec.load(path)); they are not codecs to pick by name.")
+        table(("architecture", "modality", "qualities", "description"),
+              [(i.name, i.modality, f"{min(i.qualities)}-{max(i.qualities)}", i.description) for i in untrained])
     return 0
 
 

@@ -41,7 +41,7 @@ def test_encode_decode_info_round_trip(tmp_path, capsys):
 
 def test_grayscale_png_stays_grayscale(tmp_path):
     ncb, png = tmp_path / "g.ncb", tmp_path / "g.png"
-    assert main(["encode", GRAY, str(ncb), "--codec", "bmshj2018-factorized", "--quality", "1"]) == 0
+    assert main(["encode", GRAY, str(ncb), "--codec", "mbt2018-mean-vr", "--quality", "1"]) == 0
     assert main(["decode", str(ncb), str(png)]) == 0
     with Image.open(png) as im:
         assert im.mode == "L"
@@ -75,7 +75,7 @@ def test_directories_with_progress(tmp_path):
     src = tmp_path / "in"
     shutil.copytree(IMAGES, src)
     assert main(["encode", str(src), str(tmp_path / "coded") + "/", "--quality", "1",
-                 "--codec", "bmshj2018-hyperprior"]) == 0
+                 "--codec", "mbt2018-mean-vr"]) == 0
     coded = sorted(os.listdir(tmp_path / "coded"))
     assert coded == sorted(os.path.splitext(f)[0] + ".ncb" for f in os.listdir(src) if f.endswith((".png", ".jpg")))
     assert main(["decode", str(tmp_path / "coded"), str(tmp_path / "decoded") + "/"]) == 0
@@ -166,14 +166,14 @@ def test_several_inputs_need_a_directory_that_was_asked_for(tmp_path, capsys):
     assert main(["encode", PHOTO, GRAY, str(tmp_path / "x.ncb")]) == 1
     assert "output directory" in capsys.readouterr().err
     assert not (tmp_path / "x.ncb").exists()
-    assert main(["encode", PHOTO, GRAY, str(tmp_path / "x") + "/", "--codec", "bmshj2018-factorized",
+    assert main(["encode", PHOTO, GRAY, str(tmp_path / "x") + "/", "--codec", "mbt2018-mean-vr",
                  "--quality", "1"]) == 0
     assert sorted(os.listdir(tmp_path / "x")) == ["1025469_crop.ncb", "962312_gray_crop.ncb"]
 
 
 def test_a_batch_goes_on_past_bad_files_and_sums_up(tmp_path, capsys):
     coded = tmp_path / "coded"
-    assert main(["encode", PHOTO, GRAY, str(coded) + "/", "--codec", "bmshj2018-factorized", "--quality", "1"]) == 0
+    assert main(["encode", PHOTO, GRAY, str(coded) + "/", "--codec", "mbt2018-mean-vr", "--quality", "1"]) == 0
     assert "2 of 2 files done" in capsys.readouterr().err
     (coded / "0_broken.ncb").write_bytes(b"not an ncodec file")
     assert main(["decode", str(coded), str(tmp_path / "decoded") + "/"]) == 1

@@ -158,7 +158,7 @@ def crops(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def report(crops, tmp_path_factory):
     images = collect_images([crops])
-    results = evaluate(images, "bmshj2018-factorized", [2, 1], ["jpeg", "webp"], progress=False)
+    results = evaluate(images, "mbt2018-mean-vr", [2, 1], ["jpeg", "webp"], progress=False)
     out = tmp_path_factory.mktemp("report")
     return results, write_report(results, out), out
 
@@ -167,7 +167,7 @@ def test_harness_records(report, crops):
     import ncodec
 
     results, _, _ = report
-    assert [c.key for c in results.curves] == ["bmshj2018-factorized", "jpeg", "webp"]
+    assert [c.key for c in results.curves] == ["mbt2018-mean-vr", "jpeg", "webp"]
     assert [p.name for p in results.images] == ["1025469_crop.png", "962312_gray_crop.png"]
     codec = results.codec
     assert codec.qualities == [1, 2] and len(codec.records) == 4
@@ -175,7 +175,7 @@ def test_harness_records(report, crops):
         (1, "1025469_crop.png"), (1, "962312_gray_crop.png"), (2, "1025469_crop.png"), (2, "962312_gray_crop.png")]
     # Bytes are those of the whole file, as ncodec writes it.
     first = codec.records[0]
-    data = ncodec.load("bmshj2018-factorized", quality=1).compress(load_rgb(first.file))
+    data = ncodec.load("mbt2018-mean-vr", quality=1).compress(load_rgb(first.file))
     assert first.bytes == len(data) and first.bpp == pytest.approx(8 * len(data) / 128 ** 2)
     for r in results.records:
         assert (r.height, r.width) == (128, 128) and math.isnan(r.ms_ssim_rgb)   # under 161 px
@@ -189,7 +189,7 @@ def test_harness_writes_compressai_json_csv_png_and_table(report):
     from compressai.utils.plot.__main__ import parse_json_file
 
     results, paths, out = report
-    assert {p.name for p in out.iterdir()} == {"bmshj2018-factorized.json", "jpeg.json", "webp.json",
+    assert {p.name for p in out.iterdir()} == {"mbt2018-mean-vr.json", "jpeg.json", "webp.json",
                                              "per_image.csv", "rd.png", "bdrate.md", ".ncodec-report"}
     for curve in results.curves:
         doc = json.loads((out / f"{curve.key}.json").read_text())
@@ -202,7 +202,7 @@ def test_harness_writes_compressai_json_csv_png_and_table(report):
     with open(paths["per_image"], newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 * (2 + 11 + 11)
-    assert rows[0]["codec"] == "bmshj2018-factorized" and int(rows[0]["bytes"]) == results.records[0].bytes
+    assert rows[0]["codec"] == "mbt2018-mean-vr" and int(rows[0]["bytes"]) == results.records[0].bytes
     assert paths["rd"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = paths["bdrate"].read_text()
     assert "| JPEG |" in table and "| WebP |" in table and "BD-rate (PSNR-RGB)" in table
@@ -236,12 +236,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def test_run_eval_through_argparse(crops, tmp_path, capsys):
     out = tmp_path / "out"
-    args = _parser().parse_args(["eval", str(crops), "--codec", "bmshj2018-factorized", "--qualities", "1",
+    args = _parser().parse_args(["eval", str(crops), "--codec", "mbt2018-mean-vr", "--qualities", "1",
                                  "--baselines", "none", "--limit", "1", "--out", str(out), "--no-progress"])
     assert args.handler(args) == 0
     printed = capsys.readouterr().out
-    assert "ncodec bmshj2018-factorized" in printed and str(out / "bdrate.md") in printed
-    doc = json.loads((out / "bmshj2018-factorized.json").read_text())
+    assert "ncodec mbt2018-mean-vr" in printed and str(out / "bdrate.md") in printed
+    doc = json.loads((out / "mbt2018-mean-vr.json").read_text())
     assert doc["qualities"] == [1] and len(doc["results"]["bpp"]) == 1
     assert not (out / "jpeg.json").exists()
     assert len((out / "per_image.csv").read_text().splitlines()) == 2     # header + 1 image
@@ -254,7 +254,7 @@ def test_run_eval_user_errors(crops, tmp_path):
     cases = [([str(tmp_path / "missing")], "no such file"),
              ([str(empty)], "no .png"),
              ([str(crops), "--baselines", "jpeg,bpg"], "unknown baseline"),
-             ([str(crops), "--codec", "bmshj2018-factorized", "--qualities", "99", "--baselines", "none"],
+             ([str(crops), "--codec", "mbt2018-mean-vr", "--qualities", "99", "--baselines", "none"],
               "qualities"),
              ([str(crops), "--codec", "nope", "--baselines", "none"], "unknown codec")]
     for argv, message in cases:
@@ -271,13 +271,13 @@ def test_two_learned_codecs_in_one_run(crops):
     from ncodec.eval.harness import bd_rows, bdrate_markdown
 
     images = collect_images([crops])[:1]
-    results = evaluate(images, ["bmshj2018-factorized", "mbt2018-mean-vr"], [1, 2], ["jpeg"], progress=False)
-    assert [c.key for c in results.codecs] == ["bmshj2018-factorized", "mbt2018-mean-vr"]
+    results = evaluate(images, ["mbt2018-mean-vr", "elic-gdn-vr"], [1, 2], ["jpeg"], progress=False)
+    assert [c.key for c in results.codecs] == ["mbt2018-mean-vr", "elic-gdn-vr"]
     rows = bd_rows(results)
-    assert [(r["codec"], r["baseline"]) for r in rows] == [("bmshj2018-factorized", "jpeg"),
-                                                           ("mbt2018-mean-vr", "jpeg")]
+    assert [(r["codec"], r["baseline"]) for r in rows] == [("mbt2018-mean-vr", "jpeg"),
+                                                           ("elic-gdn-vr", "jpeg")]
     table = bdrate_markdown(results)
-    assert "ncodec mbt2018-mean-vr | JPEG" in table and "ncodec bmshj2018-factorized | JPEG" in table
+    assert "ncodec elic-gdn-vr | JPEG" in table and "ncodec mbt2018-mean-vr | JPEG" in table
 
 
 def test_eval_never_overwrites_a_report_by_surprise(crops, tmp_path):
@@ -286,7 +286,7 @@ def test_eval_never_overwrites_a_report_by_surprise(crops, tmp_path):
     from ncodec.eval import harness
 
     out = tmp_path / "out"
-    common = [str(crops), "--codec", "bmshj2018-factorized", "--qualities", "1", "--limit", "1",
+    common = [str(crops), "--codec", "mbt2018-mean-vr", "--qualities", "1", "--limit", "1",
               "--out", str(out), "--no-progress"]
     args = _parser().parse_args(["eval", *common, "--baselines", "jpeg"])
     assert args.handler(args) == 0
@@ -309,4 +309,4 @@ def test_eval_never_overwrites_a_report_by_surprise(crops, tmp_path):
     args = _parser().parse_args(["eval", *common, "--baselines", "none", "--force"])
     assert args.handler(args) == 0
     names = {p.name for p in out.iterdir()}
-    assert "jpeg.json" not in names and "notes.txt" in names and "bmshj2018-factorized.json" in names
+    assert "jpeg.json" not in names and "notes.txt" in names and "mbt2018-mean-vr.json" in names

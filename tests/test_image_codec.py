@@ -20,7 +20,7 @@ ARCHS = [info.name for info in ncodec.list_codecs() if info.modality == "image"]
 
 @lru_cache(maxsize=None)
 def codec(arch: str, quality: int = 1):
-    return ncodec.load(arch, quality)
+    return ncodec.load(arch, quality, untrained=True)
 
 
 def test_registry_lists_the_image_codecs_with_one_default():
@@ -114,12 +114,12 @@ def test_load_rejects_unknown_codec_and_quality():
     with pytest.raises(ValueError, match="unknown codec"):
         ncodec.load("nope")
     with pytest.raises(ValueError, match="qualities"):
-        ncodec.load("mbt2018-mean", 42)
+        ncodec.load("mbt2018-mean", 42, untrained=True)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_and_cpu_decode_each_others_files():
     x = read_image(IMAGES[1])
-    cpu, gpu = ncodec.load("mbt2018-mean", 1), ncodec.load("mbt2018-mean", 1, device="cuda")
+    cpu, gpu = ncodec.load("mbt2018-mean", 1, untrained=True), ncodec.load("mbt2018-mean", 1, device="cuda", untrained=True)
     assert gpu.decompress(cpu.compress(x)).shape == x.shape
     assert cpu.decompress(gpu.compress(x)).shape == x.shape

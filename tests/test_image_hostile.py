@@ -20,7 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 @pytest.fixture(scope="module")
 def original():
-    codec = ncodec.load("mbt2018-mean", 1)
+    codec = ncodec.load("mbt2018-mean", 1, untrained=True)
     g = torch.Generator().manual_seed(0)
     data = codec.compress(torch.randint(0, 256, (3, 70, 90), generator=g, dtype=torch.uint8))
     header, chunks = container.unpack(data)
@@ -62,7 +62,7 @@ def test_random_crc_valid_streams_in_subprocess():
 import random, torch, ncodec
 from dataclasses import replace
 from ncodec.codecs import container
-codec = ncodec.load("bmshj2018-hyperprior", 1)
+codec = ncodec.load("bmshj2018-hyperprior", 1, untrained=True)
 data = codec.compress(torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8))
 header, chunks = container.unpack(data)
 rng = random.Random(3)

@@ -196,3 +196,28 @@ def test_export_keeps_buffers_exact(tmp_path):
     assert float(gc.likelihood_lower_bound.bound) == pytest.approx(1e-9)
     assert float(gc.lower_bound_scale.bound) == pytest.approx(0.11, abs=1e-9)
     assert all(p.half().float().equal(p) for p in loaded.parameters())
+
+
+def test_trained_weights_are_a_codec_everywhere(tmp_path, folders, capsys):
+    """A run folder (or its weights file) loads wherever a codec name does; files made with
+    it decode with --weights / weights=, and without them the error says how."""
+    import ncodec
+    from ncodec.cli import main
+
+    run = tmp_path / "run"
+    result = _train(_config(run, folders, steps=1))
+    codec = ncodec.load(str(run))
+    assert codec.name == "bmshj2018-factorized" and codec.quality == 1
+    assert ncodec.load(result["weights"]).fingerprint == codec.fingerprint
+    photo = PACKAGED[0]
+    ncb = tmp_path / "x.ncb"
+    assert main(["encode", str(photo), str(ncb), "--codec", str(run)]) == 0
+    data = ncb.read_bytes()
+    with pytest.raises(ncodec.BitstreamError, match="fingerprint .*--weights PATH"):
+        ncodec.decompress(data)
+    assert ncodec.decompress(data, weights=str(run)).shape == (3, 512, 512)
+    assert main(["decode", str(ncb), str(tmp_path / "x.png")]) == 1
+    assert "--weights" in capsys.readouterr().err
+    assert main(["decode", str(ncb), str(tmp_path / "x.png"), "--weights", str(result["weights"])]) == 0
+    with pytest.raises(FileNotFoundError, match="no such weights file"):
+        ncodec.load(str(tmp_path / "missing") + "/")

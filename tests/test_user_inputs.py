@@ -39,7 +39,7 @@ def test_modality_is_checked_and_devices_are_refused_clearly():
 
 
 def test_compress_takes_pil_images_and_paths_and_explains_hwc():
-    codec = ncodec.load("bmshj2018-factorized", 1)
+    codec = ncodec.load("bmshj2018-factorized", 1, untrained=True)
     from_path = codec.compress(str(PHOTO))
     with Image.open(PHOTO) as im:
         assert codec.compress(im) == from_path
@@ -86,7 +86,7 @@ def test_decoded_images_are_written_in_the_format_their_name_says(suffix, kind):
 
 
 def test_headers_with_bools_or_the_wrong_modality_are_refused(tmp_path, capsys):
-    data = ncodec.load("bmshj2018-factorized", 1).compress(read_image(PHOTO))
+    data = ncodec.load("bmshj2018-factorized", 1, untrained=True).compress(read_image(PHOTO))
     header, chunks = container.unpack(data)
     for meta in ({"height": True}, {"width": True}, {"channels": True}, {"quality": True}):
         with pytest.raises(ncodec.BitstreamError):
@@ -116,3 +116,20 @@ def test_cli_errors_name_the_input_file(tmp_path, capsys):
         assert main(["encode", str(src), str(tmp_path / (src.stem + ".ncb"))]) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("ncodec: error:") and src.name in err[0], err
+
+
+def test_untrained_architectures_are_not_codecs_to_pick(tmp_path, capsys):
+    for name in ("bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean", "elic2022", "audio-rvq-24k"):
+        with pytest.raises(ValueError, match="no trained weights.*untrained=True"):
+            ncodec.load(name)
+    assert ncodec.load("mbt2018-mean", 1, untrained=True).name == "mbt2018-mean"
+    assert main(["encode", str(PHOTO), str(tmp_path / "x.ncb"), "--codec", "mbt2018-mean"]) == 1
+    assert "no trained weights" in capsys.readouterr().err
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    trained, _, untrained = out.partition("Architectures without trained weights")
+    assert "elic-gdn-vr (default)" in trained and "mbt2018-mean-vr" in trained
+    assert "bmshj2018-factorized" not in trained and "bmshj2018-factorized" in untrained
+    # Files an untrained architecture wrote still decode (its seeded weights are the same everywhere).
+    data = ncodec.load("bmshj2018-factorized", 1, untrained=True).compress(read_image(PHOTO))
+    assert ncodec.decompress(data).shape == read_image(PHOTO).shape

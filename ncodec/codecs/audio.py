@@ -40,7 +40,7 @@ import torch
 import torchaudio.functional as AF
 
 from ncodec.codecs import container
-from ncodec.codecs.registry import CodecInfo, register
+from ncodec.codecs.registry import CodecInfo, register, register_weights_format
 from ncodec.entropy import coder
 from ncodec.errors import BitstreamError
 from ncodec.models import audio as audio_models
@@ -582,7 +582,9 @@ class AudioCodec:
             raise BitstreamError(f"file was made by codec {header.codec!r}, this codec is {self.name!r}")
         if header.fingerprint != self.fingerprint:
             raise BitstreamError(f"file was made by a {header.codec} model with fingerprint {header.fingerprint}, "
-                                 f"the loaded model has {self.fingerprint}")
+                                 f"the loaded model has {self.fingerprint}: if other weights made it (e.g. from "
+                                 f"`ncodec train`), decode with `ncodec decode --weights PATH` or "
+                                 f"ncodec.decompress(data, weights=PATH)")
         if tuple(header.substreams) != SUBSTREAMS:
             raise BitstreamError(f"audio file substreams are {list(header.substreams)}, expected {list(SUBSTREAMS)}")
         meta = header.meta
@@ -636,10 +638,27 @@ def _describe(arch: str, info: dict) -> str:
     return f"trained {info.get('steps')} steps ({info.get('device', '?')})"
 
 
+def _from_weights(path: Path, quality: Optional[int], device: torch.device) -> tuple[CodecInfo, "AudioCodec"]:
+    """An audio weights file (``ncodec train audio``'s export) as (its CodecInfo, a codec)."""
+    meta = weights_io.read_audio_metadata(path)
+    arch = meta.get("arch")
+    if arch not in audio_models.ARCHITECTURES:
+        raise ValueError(f"{path}: weights of an unknown audio architecture {arch!r}")
+    spec = audio_models.ARCHITECTURES[arch]
+    qualities = tuple(range(1, len(spec.bitrates) + 1))
+    info = CodecInfo(name=arch, modality="audio", qualities=qualities, default_quality=len(spec.bitrates),
+                     default=False, description=f"{spec.description} (weights {path})",
+                     weights=_describe(arch, _training_info(path)))
+    q = len(spec.bitrates) if quality is None else quality
+    return info, AudioCodec(arch, weights_io.load_audio_weights(path, arch=arch), q, device)
+
+
+register_weights_format(weights_io.AUDIO_FORMAT, _from_weights)
 _default = next((a for a in SHIPPED if shipped_weights(a)), SHIPPED[0])
 for _arch in SHIPPED:
     _spec = audio_models.ARCHITECTURES[_arch]
     _info = _training_info(shipped_weights(_arch))
     register(CodecInfo(name=_arch, modality="audio", qualities=tuple(range(1, len(_spec.bitrates) + 1)),
                        default_quality=len(_spec.bitrates), default=_arch == _default,
-                       description=_spec.description, weights=_describe(_arch, _info)), _factory(_arch))
+                       description=_spec.description, weights=_describe(_arch, _info),
+                       trained=shipped_weights(_arch) is not None), _factory(_arch))

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ncodec.codecs import container
-from ncodec.codecs.registry import CodecInfo, register
+from ncodec.codecs.registry import CodecInfo, register, register_weights_format
 from ncodec.errors import BitstreamError
 from ncodec.models import image as image_models
 from ncodec.models import weights as weights_io
@@ -252,7 +252,9 @@ class ImageCodec:
         if header.fingerprint != self.fingerprint:
             raise BitstreamError(
                 f"file was made by a {header.codec} model with fingerprint {header.fingerprint}, "
-                f"the loaded model (quality {self.quality}) has {self.fingerprint}")
+                f"the loaded model (quality {self.quality}) has {self.fingerprint}: if other weights made it "
+                f"(e.g. from `ncodec train`), decode with `ncodec decode --weights PATH` or "
+                f"ncodec.decompress(data, weights=PATH)")
         meta = header.meta
         for key in ("width", "height", "channels", "quality", "latent_shape"):
             if key not in meta:
@@ -351,11 +353,34 @@ def _default_image_codec() -> str:
     return next((name for name in TRAINED_DEFAULTS if shipped_weights(name)), DEFAULT_IMAGE_CODEC)
 
 
+def _from_weights(path: Path, quality: Optional[int], device: torch.device) -> tuple[CodecInfo, ImageCodec]:
+    """An image weights file (``ncodec train image``'s export) as (its CodecInfo, a codec at
+    ``quality``): a variable-rate model serves its qualities (default 3), another model the
+    one quality it was trained for."""
+    meta = weights_io.read_metadata(path)
+    arch = meta.get("arch")
+    if arch not in image_models.ARCHITECTURES:
+        raise ValueError(f"{path}: weights of an unknown image architecture {arch!r}")
+    spec = image_models.ARCHITECTURES[arch]
+    trained_at = int(meta["quality"])
+    qualities = spec.qualities if spec.variable_rate else (trained_at,)
+    q = quality if quality is not None else (3 if spec.variable_rate else trained_at)
+    if q not in qualities:
+        raise ValueError(f"{path}: weights for qualities {list(qualities)}, not {q}")
+    info_json = _training_info(path)
+    info = CodecInfo(name=arch, modality="image", qualities=qualities, default_quality=3 if spec.variable_rate
+                     else trained_at, default=False, description=f"{spec.description} (weights {path})",
+                     weights=_describe_training(info_json), nominal_bpp=_nominal_bpp(info_json, qualities))
+    return info, ImageCodec(arch, q, weights_io.load_weights(path, arch=arch), device)
+
+
+register_weights_format(weights_io.FORMAT, _from_weights)
 for _arch, _spec in image_models.ARCHITECTURES.items():
     _info = _training_info(shipped_weights(_arch))
     register(
         CodecInfo(name=_arch, modality="image", qualities=_spec.qualities, default_quality=3,
                   default=_arch == _default_image_codec(), description=_spec.description,
-                  weights=_describe_training(_info), nominal_bpp=_nominal_bpp(_info, _spec.qualities)),
+                  weights=_describe_training(_info), nominal_bpp=_nominal_bpp(_info, _spec.qualities),
+                  trained=shipped_weights(_arch) is not None),
         _factory(_arch),
     )

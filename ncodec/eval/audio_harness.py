@@ -217,7 +217,7 @@ def _load_codec(spec: CodecSpec, device: str) -> tuple[str, AudioCodec, str]:
         return name, spec, f"ncodec codec object {name}; kbps from whole files"
     from ncodec.codecs import registry
 
-    info = registry.codec_info(spec)
+    info = registry.describe(spec)
     if info.modality != "audio":
         raise ValueError(f"codec {spec!r} is an {info.modality} codec; audio eval takes audio codecs")
     codec = ncodec.load(spec, device=device)

@@ -164,7 +164,7 @@ def _codec_curve(name: str, qualities: Sequence[int], device: str) -> Curve:
     import ncodec
     from ncodec.codecs import registry
 
-    info = registry.codec_info(name)
+    info = registry.describe(name)
     if info.modality != "image":
         raise ValueError(f"codec {name!r} is an {info.modality} codec; eval takes image codecs")
     qs = sorted(dict.fromkeys(int(q) for q in (qualities or info.qualities)))
