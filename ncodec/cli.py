@@ -248,7 +248,9 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     def decode(src: Path, dst: Path) -> dict:
         data = _read_input(src) if src == STDIO else None
         with (io.BytesIO(data) if data is not None else open(src, "rb")) as f:
-            header = container.read_header(f)
+            # Header, trailer and index first (a few small reads): a file that is not a whole
+            # container (a valid header followed by junk) is refused before it is read in.
+            header = container.ContainerReader(f).header
         if header.modality == "audio":
             if src == STDIO or dst == STDIO:
                 raise ValueError("audio decodes from and to named files (WAV/FLAC are written in bounded "

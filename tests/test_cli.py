@@ -193,3 +193,27 @@ def test_dash_is_standard_input_and_output(tmp_path):
     assert dec.returncode == 0 and dec.stdout[:8] == b"\x89PNG\r\n\x1a\n", dec.stderr
     with Image.open(PHOTO) as a:
         assert Image.open(__import__("io").BytesIO(dec.stdout)).size == a.size
+
+
+def test_trailing_junk_is_refused_without_reading_it(tmp_path):
+    """A valid header followed by 256 MiB of zeros: refused from its header, trailer and index,
+    in one line, without reading the file in (peak memory stays far below its size)."""
+    ncb = tmp_path / "x.ncb"
+    assert main(["encode", PHOTO, str(ncb), "--quality", "1"]) == 0
+    from ncodec.codecs import container
+
+    header_end = len(container.pack(container.read_header(ncb.read_bytes()), []))  # header + empty index + trailer
+    code = ("import resource, sys; from ncodec.cli import main; rc = main(sys.argv[1:]); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
+    peaks = []
+    for size in (1 << 20, 256 << 20):
+        junk = tmp_path / f"junk{size}.ncb"
+        with open(junk, "wb") as f:
+            f.write(ncb.read_bytes()[: header_end - 20])
+            f.truncate(size)
+        proc = subprocess.run([sys.executable, "-c", code, "decode", str(junk), str(tmp_path / "out.png")],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert "trailer" in proc.stderr
+        peaks.append(int(proc.stdout.split()[-1]))  # KiB
+    assert peaks[1] - peaks[0] < 32 * 1024  # 255 MiB more file, not 255 MiB more memory
