@@ -20,6 +20,8 @@ def positive_int(text: str) -> int:
 
 def device(name: str) -> str:
     """A device ncodec runs on here ("cpu", "cuda", "cuda:1"); others are usage errors."""
+    if name == "cpu":  # the default: no torch import just to parse the arguments
+        return name
     from ncodec.codecs.registry import check_device  # here: building the parser loads no torch
 
     try:

@@ -125,7 +125,8 @@ def _plan(inputs: Sequence[str], output: str, in_suffixes: Sequence[str], out_su
     return jobs
 
 
-def _run_jobs(jobs: list[tuple[Path, Path]], work: Callable[[Path, Path], dict], what: str) -> int:
+def _run_jobs(jobs: list[tuple[Path, Path]], work: Callable[[Path, Path], dict], what: str,
+             progress: bool = True) -> int:
     """Runs ``work(src, dst) -> stats`` for every job, with a progress bar when there are
     several. Each failure is reported on one line that names the input; in a batch the rest
     go on, then a summary line is printed. Returns the exit status: 0, or 1 if any job failed.
@@ -153,7 +154,7 @@ def _run_jobs(jobs: list[tuple[Path, Path]], work: Callable[[Path, Path], dict],
     start = time.perf_counter()
     totals = {"bytes_in": 0, "bytes_out": 0, "pixels": 0, "seconds": 0.0}
     failed = 0
-    bar = tqdm(jobs, desc=what, unit="file", file=sys.stderr, disable=not sys.stderr.isatty())
+    bar = tqdm(jobs, desc=what, unit="file", file=sys.stderr, disable=not (progress and sys.stderr.isatty()))
     for src, dst in bar:
         try:
             stats = work(src, dst) or {}
@@ -209,13 +210,13 @@ def _write_output(dst: Path, data: bytes, force: bool) -> None:
 def _cmd_encode(args: argparse.Namespace) -> int:
     import io
 
-    from ncodec.io import AUDIO_SUFFIXES, IMAGE_SUFFIXES, read_image
+    from ncodec.io import AUDIO_SUFFIXES, AUDIO_TRACK_SUFFIXES, IMAGE_SUFFIXES, read_image
 
     jobs = _plan(args.paths[:-1], args.paths[-1], IMAGE_SUFFIXES + AUDIO_SUFFIXES, ".ncb", force=args.force)
     codecs: dict = {}
 
     def encode(src: Path, dst: Path) -> dict:
-        if src != STDIO and src.suffix.lower() in AUDIO_SUFFIXES:
+        if src != STDIO and src.suffix.lower() in AUDIO_SUFFIXES + AUDIO_TRACK_SUFFIXES:
             if dst == STDIO:
                 raise ValueError(f"{src}: audio is coded to a file (bounded memory); name the output")
             codec = _codec_for(args, "audio", codecs)
@@ -231,7 +232,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
         _write_output(dst, data, args.force)
         return {"bytes_in": len(raw), "bytes_out": len(data), "pixels": image.shape[-1] * image.shape[-2]}
 
-    return _run_jobs(jobs, encode, "encode")
+    return _run_jobs(jobs, encode, "encode", progress=not args.no_progress)
 
 
 def _cmd_decode(args: argparse.Namespace) -> int:
@@ -275,7 +276,7 @@ def _cmd_decode(args: argparse.Namespace) -> int:
         _write_output(dst, out, args.force)
         return {"bytes_in": len(data), "bytes_out": len(out), "pixels": x_hat.shape[-1] * x_hat.shape[-2]}
 
-    return _run_jobs(jobs, decode, "decode")
+    return _run_jobs(jobs, decode, "decode", progress=not args.no_progress)
 
 
 def _add_encode(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -294,6 +295,8 @@ def _add_encode(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
     p.add_argument("--device", type=device_type, default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--force", action="store_true",
                    help="overwrite existing output files (only regular files: never links, FIFOs or devices)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (by default shown for batches when stderr is a terminal)")
     p.set_defaults(handler=_cmd_encode)
 
 
@@ -308,6 +311,8 @@ def _add_decode(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
     p.add_argument("--device", type=device_type, default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--force", action="store_true",
                    help="overwrite existing output files (only regular files: never links, FIFOs or devices)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (by default shown for batches when stderr is a terminal)")
     p.set_defaults(handler=_cmd_decode)
 
 

@@ -14,11 +14,13 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
+
+if TYPE_CHECKING:  # torch loads in the functions that need it: a CLI call that fails early never pays for it
+    import torch
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -27,6 +29,7 @@ def pil_to_tensor(im: Image.Image, name: object) -> torch.Tensor:
     """An 8-bit Pillow image as uint8 ``[C, H, W]``, C = 3 (RGB) or 1 (grayscale), turned
     upright by its EXIF orientation. Palette images become RGB; alpha, 16-bit and other
     modes raise ValueError naming ``name``."""
+    import torch
     from PIL import ImageOps
 
     im = ImageOps.exif_transpose(im)  # a rotated camera JPEG comes out upright
@@ -73,6 +76,8 @@ def image_bytes(x: torch.Tensor, suffix: str) -> bytes:
     Raises:
         ValueError: no format Pillow writes has that suffix.
     """
+    import torch
+
     ext = (suffix or ".png").lower()
     kind = Image.registered_extensions().get(ext)
     if kind is None or kind not in Image.SAVE:
@@ -143,6 +148,8 @@ def write_atomic(path: str | os.PathLike, data: bytes, *, force: bool = False) -
 # --------------------------------------------------------------------------- audio
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".m4a")
+AUDIO_TRACK_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm")
+"""Media files whose first audio track ``encode`` codes when given by name (read through PyAV)."""
 AUDIO_OUT_SUFFIXES = (".wav", ".flac")
 
 _SF_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
@@ -150,6 +157,8 @@ _SF_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 
 def _check_samples(block: np.ndarray, path: object) -> torch.Tensor:
     """A decoded ``[C, n]`` array as float32 clipped to [-1, 1]; NaN or inf raise ValueError."""
+    import torch
+
     t = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))
     if not torch.isfinite(t).all():
         raise ValueError(f"{path}: audio has non-finite samples (NaN or inf)")
@@ -309,6 +318,8 @@ def iter_audio_blocks(path: str | os.PathLike, block_frames: int) -> Iterator[to
 
 def _as_channels_first(wav: torch.Tensor | np.ndarray) -> np.ndarray:
     """Float ``[C, T]`` (or ``[T]``: mono) as float32 ``[T, C]`` clipped to [-1, 1], for soundfile."""
+    import torch
+
     a = torch.as_tensor(wav).detach().cpu().float()
     if a.dim() == 1:
         a = a.unsqueeze(0)

@@ -217,3 +217,43 @@ def test_trailing_junk_is_refused_without_reading_it(tmp_path):
         assert "trailer" in proc.stderr
         peaks.append(int(proc.stdout.split()[-1]))  # KiB
     assert peaks[1] - peaks[0] < 32 * 1024  # 255 MiB more file, not 255 MiB more memory
+
+
+def test_failing_calls_and_info_do_not_load_torch(tmp_path):
+    """Arguments and paths are checked before torch (and any weights) load: a failing call
+    or `ncodec info` costs a fraction of a second, not the seconds of a torch import."""
+    ncb = tmp_path / "x.ncb"
+    assert main(["encode", PHOTO, str(ncb), "--quality", "1"]) == 0
+    exists = tmp_path / "exists.ncb"
+    exists.write_bytes(b"keep")
+    code = ("import sys; from ncodec.cli import main; rc = main(sys.argv[1:]); "
+            "print('torch loaded:', 'torch' in sys.modules, file=sys.stderr)")
+    for args in (["encode", str(tmp_path / "missing.png"), str(tmp_path / "y.ncb")],
+                 ["encode", PHOTO, str(exists)],
+                 ["encode", PHOTO, PHOTO, str(tmp_path / "not-a-dir.ncb")],
+                 ["info", str(ncb)]):
+        proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+        assert proc.stderr.strip().splitlines()[-1] == "torch loaded: False", (args, proc.stderr)
+
+
+def test_the_audio_track_of_an_mp4_is_coded(tmp_path):
+    import av
+    import numpy as np
+
+    video = tmp_path / "clip.mp4"
+    with av.open(str(video), "w") as out:
+        stream = out.add_stream("aac", rate=16000)
+        stream.layout = "mono"
+        t = np.arange(16000, dtype=np.float32) / 16000
+        samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
+        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    ncb = tmp_path / "clip.ncb"
+    assert main(["encode", str(video), str(ncb), "--no-progress"]) == 0
+    from ncodec.codecs import container
+
+    assert container.read_header(ncb.read_bytes()).modality == "audio"
