@@ -106,17 +106,23 @@ def test_models_lists_codecs(capsys):
 # ----------------------------------------------------------------- data safety
 
 
+def _special_files(folder):
+    """(a regular file holding b"keep me", a symlink to it, a FIFO) in ``folder``."""
+    target = folder / "target.png"
+    target.write_bytes(b"keep me")
+    link = folder / "link.png"
+    link.symlink_to(target)
+    fifo = folder / "fifo.png"
+    os.mkfifo(fifo)
+    return target, link, fifo
+
+
 def test_check_output_refuses_everything_but_regular_files(tmp_path):
     import pytest
 
     from ncodec.io import check_output
 
-    target = tmp_path / "target.png"
-    target.write_bytes(b"keep")
-    link = tmp_path / "link.png"
-    link.symlink_to(target)
-    fifo = tmp_path / "pipe.png"
-    os.mkfifo(fifo)
+    target, link, fifo = _special_files(tmp_path)
     for path, kind in ((link, "symbolic link"), (fifo, "FIFO"), (tmp_path, "directory"), ("/dev/null", "character device")):
         for force in (False, True):
             with pytest.raises(ValueError, match=kind):
@@ -130,12 +136,7 @@ def test_check_output_refuses_everything_but_regular_files(tmp_path):
 def test_force_never_replaces_links_or_fifos(tmp_path):
     ncb = tmp_path / "photo.ncb"
     assert main(["encode", PHOTO, str(ncb), "--quality", "1"]) == 0
-    victim = tmp_path / "victim.png"
-    victim.write_bytes(b"keep me")
-    link = tmp_path / "link.png"
-    link.symlink_to(victim)
-    fifo = tmp_path / "fifo.png"
-    os.mkfifo(fifo)
+    victim, link, fifo = _special_files(tmp_path)
     for out in (link, fifo):
         proc = run("decode", str(ncb), str(out), "--force")
         assert proc.returncode == 1 and "never replaces" in proc.stderr and "Traceback" not in proc.stderr
