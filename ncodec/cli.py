@@ -207,6 +207,36 @@ def _write_output(dst: Path, data: bytes, force: bool) -> None:
         write_atomic(dst, data, force=force)
 
 
+def measured_rate(meta: object, size: int) -> dict:
+    """The rate a file really costs, from its size and its header: ``{"kbps": ...}`` for
+    audio (needs ``samples`` and ``sample_rate``), ``{"bpp": ...}`` for images; ``{}`` when
+    the header does not say enough."""
+    if not isinstance(meta, dict):
+        return {}
+    samples, rate = meta.get("samples"), meta.get("sample_rate")
+    if type(samples) is int and type(rate) is int and samples > 0 and rate > 0:
+        return {"kbps": round(8 * size / 1000 / (samples / rate), 3)}
+    width, height = meta.get("width"), meta.get("height")
+    if type(width) is int and type(height) is int and width > 0 and height > 0:
+        return {"bpp": round(8 * size / (width * height), 4)}
+    return {}
+
+
+def _speech_warning(codec, src: Path) -> Optional[str]:
+    """A warning when a 16 kHz speech codec is given wideband or multichannel audio (music,
+    most likely): what it will lose, in one line; None otherwise."""
+    from ncodec.io import audio_info
+
+    if codec.sample_rate > 16000:
+        return None
+    channels, _, rate = audio_info(src)
+    if rate <= 2 * codec.sample_rate and channels == 1:
+        return None
+    return (f"{PROG}: warning: {src}: {codec.name} is a {codec.sample_rate // 1000} kHz speech codec; this "
+            f"{rate} Hz, {channels}-channel input (music?) loses everything above {codec.sample_rate // 2000} kHz, "
+            f"and each channel costs the bitrate again")
+
+
 def _cmd_encode(args: argparse.Namespace) -> int:
     import io
 
@@ -221,8 +251,14 @@ def _cmd_encode(args: argparse.Namespace) -> int:
                 raise ValueError(f"{src}: audio is coded to a file (bounded memory); name the output")
             codec = _codec_for(args, "audio", codecs)
             summary = codec.encode_file(src, dst, bitrate=args.bitrate, force=args.force)
-            return {"bytes_in": src.stat().st_size, "bytes_out": summary["bytes"],
-                    "seconds": summary["samples"] / summary["sample_rate"]}
+            warning = _speech_warning(codec, src)  # after: a file that cannot be coded gets its error alone
+            if warning:
+                print(warning, file=sys.stderr)
+            seconds = summary["samples"] / summary["sample_rate"]
+            if len(jobs) == 1:
+                print(f"{dst}: {8 * summary['bytes'] / 1000 / seconds:.2f} kbps measured ({summary['channels']} "
+                      f"channel(s) at {summary['bitrate']:g} kbps nominal each), {seconds:.1f} s", file=sys.stderr)
+            return {"bytes_in": src.stat().st_size, "bytes_out": summary["bytes"], "seconds": seconds}
         if args.bitrate is not None:
             raise ValueError(f"{src}: --bitrate is for audio; images take --quality")
         raw = _read_input(src)
@@ -291,7 +327,9 @@ def _add_encode(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
                         "(default: the modality's default)")
     p.add_argument("--quality", type=positive_int, default=None, help="quality level (default: the codec's)")
     p.add_argument("--bitrate", type=float, default=None, metavar="KBPS",
-                   help="audio: nominal bitrate in kbps, one the codec offers (see `ncodec models`)")
+                   help="audio: nominal bitrate in kbps per channel, one the codec offers (see `ncodec models`); "
+                        "each channel is coded on its own, so a stereo file costs about twice; the measured "
+                        "rate is printed after coding")
     p.add_argument("--device", type=device_type, default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--force", action="store_true",
                    help="overwrite existing output files (only regular files: never links, FIFOs or devices)")
@@ -323,6 +361,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     with open(args.file, "rb") as f:
         summary = ContainerReader(f).summary()
+    summary.update(measured_rate(summary["meta"], summary["file_size"]))
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
         return 0

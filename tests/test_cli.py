@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 
+import pytest
 from PIL import Image
 
 from ncodec.cli import main
@@ -258,3 +259,26 @@ def test_the_audio_track_of_an_mp4_is_coded(tmp_path):
     from ncodec.codecs import container
 
     assert container.read_header(ncb.read_bytes()).modality == "audio"
+
+
+def test_audio_encode_reports_the_measured_rate_and_warns_about_music(tmp_path, capsys):
+    import numpy as np
+    import soundfile as sf
+
+    t = np.arange(44100) / 44100
+    music = tmp_path / "music.wav"
+    sf.write(music, np.stack([0.2 * np.sin(2 * np.pi * 440 * t), 0.2 * np.sin(2 * np.pi * 660 * t)], 1)
+             .astype(np.float32), 44100)
+    ncb = tmp_path / "music.ncb"
+    assert main(["encode", str(music), str(ncb), "--bitrate", "6"]) == 0
+    err = capsys.readouterr().err
+    assert "warning" in err and "16 kHz speech codec" in err and "44100 Hz, 2-channel" in err
+    measured = float(err.split(" kbps measured")[0].split()[-1])
+    assert "2 channel(s) at 6 kbps nominal each" in err
+    assert main(["info", str(ncb), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["meta"]["bitrate"] == 6.0 and info["kbps"] == pytest.approx(measured, abs=0.01) and info["kbps"] > 9
+    speech = tmp_path / "speech.wav"
+    sf.write(speech, (0.2 * np.sin(2 * np.pi * 200 * np.arange(16000) / 16000)).astype(np.float32), 16000)
+    assert main(["encode", str(speech), str(tmp_path / "speech.ncb")]) == 0
+    assert "warning" not in capsys.readouterr().err

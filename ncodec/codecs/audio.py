@@ -470,7 +470,10 @@ class AudioCodec:
     def compress(self, wav: AudioInput, sample_rate: Optional[int] = None, *, bitrate: Optional[float] = None,
                  chunk_frames: Optional[int] = None) -> bytes:
         """Code ``wav`` (float ``[T]`` or ``[C, T]`` in [-1, 1], at ``sample_rate`` Hz, default
-        the model's) at ``bitrate`` kbps (one of :attr:`bitrates`; default the quality's)."""
+        the model's) at ``bitrate`` kbps (one of :attr:`bitrates`; default the quality's). The
+        bitrate is nominal and per channel: each channel is coded on its own, so stereo costs
+        about twice, and the header records this nominal figure (``ncodec info`` also prints
+        the rate measured from the file's size)."""
         x = _as_channels_first(wav)
         enc = self.stream_encoder(self.sample_rate if sample_rate is None else sample_rate, x.shape[0], bitrate=bitrate,
                                   chunk_frames=chunk_frames, samples=x.shape[-1])
