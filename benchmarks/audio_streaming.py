@@ -23,6 +23,7 @@ import torch
 
 import ncodec
 from ncodec.io import read_audio
+from machine import emit_report
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEECH = ROOT / "ncodec" / "data" / "audio" / "481-123719-0000.flac"
@@ -63,10 +64,7 @@ def main() -> None:
         lines.append(f"| {frames} | {1000 * frames / codec.frame_rate:.0f} | {len(data):,} | "
                      f"{8 * len(data) / 1000 / seconds:.2f} | {len(data) / len(whole):.3f} | {'yes' if same else 'no'} | "
                      f"{seconds / elapsed:.1f}x | {1000 * slowest:.0f} |")
-    report = "\n".join(lines) + "\n"
-    print(report)
-    if args.out:
-        args.out.write_text(report)
+    emit_report(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from tqdm import tqdm
 import ncodec
 from ncodec.eval import portability
 from ncodec.io import read_image
+from machine import emit_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,10 +87,7 @@ def main() -> None:
         "|---|---|--:|--:|--:|--:|--:|",
     ]
     lines += [f"| {s} | {c} | {n} | {f} | {d} | {p:,} | {t:.0f} |" for s, c, n, f, d, p, t in rows]
-    report = "\n".join(lines) + "\n"
-    print(report)
-    if args.out:
-        args.out.write_text(report)
+    emit_report(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ncodec.eval.bdrate import bd_psnr, bd_rate
+from machine import emit_report
 
 
 def _rows(folder: Path) -> dict[tuple[str, int, str], dict]:
@@ -53,10 +54,7 @@ def main() -> None:
         rate = bd_rate(*curves["anchor"], *curves["test"])
         quality = bd_psnr(*curves["anchor"], *curves["test"])
         summary.append(f"| {codec} | {rate:+.3f} % | {quality:+.4f} |")
-    report = "\n".join(lines + summary) + "\n"
-    print(report)
-    if args.out:
-        args.out.write_text(report)
+    emit_report(lines + summary, args.out)
 
 
 if __name__ == "__main__":
