@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+import importlib
 import os
 from pathlib import Path
 
@@ -119,10 +120,16 @@ def register(info: CodecInfo, factory: Factory) -> None:
     _CODECS[info.name] = (info, factory)
 
 
+MODALITY_MODULES: tuple[str, ...] = ("ncodec.codecs.audio", "ncodec.codecs.image")
+"""The modules that register codecs when imported: a new modality adds its module here and
+plugs in through :func:`register` / :func:`register_weights_format` (the registry itself
+imports none of them, so it stays the one shared leaf they all depend on)."""
+
+
 def _ensure_loaded() -> None:
-    # Modality modules register on import; importing here keeps `ncodec` itself light.
-    import ncodec.codecs.audio  # noqa: F401
-    import ncodec.codecs.image  # noqa: F401
+    # Imported on first use, by name: keeps `import ncodec` (and a failing CLI call) light.
+    for name in MODALITY_MODULES:
+        importlib.import_module(name)
 
 
 def list_codecs() -> list[CodecInfo]:
