@@ -201,7 +201,6 @@ def test_export_keeps_buffers_exact(tmp_path):
 def test_trained_weights_are_a_codec_everywhere(tmp_path, folders, capsys):
     """A run folder (or its weights file) loads wherever a codec name does; files made with
     it decode with --weights / weights=, and without them the error says how."""
-    import ncodec
     from ncodec.cli import main
 
     run = tmp_path / "run"

@@ -181,11 +181,13 @@ class ImageCodec:
     def compress(self, x: ImageInput) -> Union[bytes, list[bytes]]:
         """Code an image ``[C, H, W]`` (bytes) or a batch ``[B, C, H, W]`` (a list, one file each).
 
-        Images are uint8 or float in [0, 1], RGB (C = 3) or grayscale (C = 1), any size.
+        Images are uint8 or float in [0, 1], RGB (C = 3) or grayscale (C = 1), any size; a
+        ``PIL.Image`` or an image file path is read as one image.
         """
-        batch, channels = to_float_batch(x)
+        t = as_image_tensor(x)  # once: a path is read once
+        batch, channels = to_float_batch(t)
         files = [self._compress_one(img.unsqueeze(0), channels) for img in batch]
-        return files if as_image_tensor(x).dim() == 4 else files[0]
+        return files if t.dim() == 4 else files[0]
 
     def _compress_one(self, img: torch.Tensor, channels: int) -> bytes:
         _, _, h, w = img.shape
