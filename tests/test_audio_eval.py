@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from ncodec.codecs.base import Decoded
 from ncodec.eval import audio_metrics as am
 from ncodec.eval.audio_baselines import (AUDIO_BASELINES, encode_decode, get_audio_baseline,
                                          parse_audio_baselines)
@@ -133,10 +134,10 @@ class FakeCodec:
         q = (AF.resample(wav, sample_rate, rate).clamp(-1, 1) * 127).round().to(torch.int8)
         return struct.pack("<IH", rate, q.shape[0]) + q.numpy().tobytes()
 
-    def decompress(self, data: bytes) -> tuple[torch.Tensor, int]:
+    def decompress(self, data: bytes) -> Decoded:
         rate, channels = struct.unpack("<IH", data[:6])
         q = torch.frombuffer(bytearray(data[6:]), dtype=torch.int8).reshape(channels, -1)
-        return q.float() / 127, rate
+        return Decoded(q.float() / 127, "audio", sample_rate=rate)
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +154,7 @@ def test_harness_with_fake_codec_and_opus(clip, tmp_path):
         results = evaluate_audio(files, [FakeCodec()], None, ["opus"], [6, 12], threads=1, progress=False)
     assert [c.key for c in results.curves] == ["fake", "opus"]
     fake, opus = results.curves
-    assert fake.bitrates == [32.0, 64.0] and opus.bitrates == [6.0, 12.0]
+    assert fake.settings == [32.0, 64.0] and opus.settings == [6.0, 12.0]
     for r in results.records:
         assert r.seconds == 2.0 and r.sample_rate == SR and r.channels == 1
         assert r.kbps == pytest.approx(8 * r.bytes / r.seconds / 1000)

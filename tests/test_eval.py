@@ -17,8 +17,9 @@ from PIL import Image
 from ncodec.eval import metrics
 from ncodec.eval.baselines import BASELINES, DEFAULT_BASELINES, get_baseline, parse_baselines
 from ncodec.eval.bdrate import bd_psnr, bd_rate
-from ncodec.eval.command import add_eval_parser, collect_images
-from ncodec.eval.harness import Curve, EvalResults, Record, bdrate_markdown, evaluate, load_rgb, write_report
+from ncodec.eval.command import add_eval_parser, collect_inputs
+from ncodec.eval.harness import Curve, EvalResults, Record, bdrate_markdown, evaluate, write_report
+from ncodec.io import read_rgb
 
 IMAGES = Path(__file__).parent / "data" / "images"
 PHOTO = IMAGES / "1025469_crop.jpg"       # 256 x 192 RGB photo
@@ -45,7 +46,7 @@ def test_psnr_known_values_and_identity():
 def test_ms_ssim_matches_compressai_and_is_nan_on_small_images():
     from compressai.utils.eval_model.__main__ import compute_metrics
 
-    x = load_rgb(PHOTO)
+    x = read_rgb(PHOTO)
     g = torch.Generator().manual_seed(0)
     noisy = (x.float() / 255 + 0.03 * torch.randn(x.shape, generator=g)).clamp(0, 1)
     ref = compute_metrics(x.float().unsqueeze(0) / 255, noisy.unsqueeze(0))
@@ -113,7 +114,7 @@ def test_bd_rate_two_points_and_errors():
 @pytest.mark.parametrize("name", DEFAULT_BASELINES)
 def test_baseline_round_trips_a_real_image(name):
     baseline = get_baseline(name)
-    x = load_rgb(PHOTO)
+    x = read_rgb(PHOTO)
     img = x.permute(1, 2, 0).numpy().copy()
     low_q, high_q = baseline.qualities[1], baseline.qualities[-2]
     low, high = baseline.run(img, low_q), baseline.run(img, high_q)
@@ -157,7 +158,7 @@ def crops(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def report(crops, tmp_path_factory):
-    images = collect_images([crops])
+    images = collect_inputs([crops])[1]
     results = evaluate(images, "mbt2018-mean-vr", [2, 1], ["jpeg", "webp"], progress=False)
     out = tmp_path_factory.mktemp("report")
     return results, write_report(results, out), out
@@ -168,14 +169,14 @@ def test_harness_records(report, crops):
 
     results, _, _ = report
     assert [c.key for c in results.curves] == ["mbt2018-mean-vr", "jpeg", "webp"]
-    assert [p.name for p in results.images] == ["1025469_crop.png", "962312_gray_crop.png"]
+    assert [p.name for p in results.inputs] == ["1025469_crop.png", "962312_gray_crop.png"]
     codec = results.codec
-    assert codec.qualities == [1, 2] and len(codec.records) == 4
+    assert codec.settings == [1, 2] and len(codec.records) == 4
     assert [(r.quality, Path(r.file).name) for r in codec.records] == [
         (1, "1025469_crop.png"), (1, "962312_gray_crop.png"), (2, "1025469_crop.png"), (2, "962312_gray_crop.png")]
     # Bytes are those of the whole file, as ncodec writes it.
     first = codec.records[0]
-    data = ncodec.load("mbt2018-mean-vr", quality=1).compress(load_rgb(first.file))
+    data = ncodec.load("mbt2018-mean-vr", quality=1).compress(read_rgb(first.file))
     assert first.bytes == len(data) and first.bpp == pytest.approx(8 * len(data) / 128 ** 2)
     for r in results.records:
         assert (r.height, r.width) == (128, 128) and math.isnan(r.ms_ssim_rgb)   # under 161 px
@@ -195,8 +196,8 @@ def test_harness_writes_compressai_json_csv_png_and_table(report):
         doc = json.loads((out / f"{curve.key}.json").read_text())
         assert set(doc) == {"name", "description", "results", "qualities"}
         assert set(doc["results"]) == RESULT_KEYS
-        assert all(len(v) == len(curve.qualities) for v in doc["results"].values())
-        assert doc["results"]["ms-ssim-rgb"] == [None] * len(curve.qualities)      # small images
+        assert all(len(v) == len(curve.settings) for v in doc["results"].values())
+        assert doc["results"]["ms-ssim-rgb"] == [None] * len(curve.settings)      # small images
         parsed = parse_json_file(out / f"{curve.key}.json", "psnr")              # CompressAI reads it
         assert parsed["name"] == curve.name and parsed["xs"] == doc["results"]["bpp"]
     with open(paths["per_image"], newline="") as f:
@@ -216,7 +217,7 @@ def _synthetic_curve(key, name, learned, rates, psnrs, ms):
 
 def test_bdrate_table_values():
     rates, psnrs, ms = [0.2, 0.4, 0.8, 1.6], [28.0, 31.0, 34.0, 37.0], [0.90, 0.95, 0.98, 0.99]
-    results = EvalResults(images=[Path("img.png")], curves=[
+    results = EvalResults(inputs=[Path("img.png")], curves=[
         _synthetic_curve("mine", "ncodec mine", True, [0.9 * r for r in rates], psnrs, ms),
         _synthetic_curve("jpeg", "JPEG", False, rates, psnrs, ms),
         _synthetic_curve("webp", "WebP", False, rates, [p - 10 for p in psnrs], ms),
@@ -263,14 +264,14 @@ def test_run_eval_user_errors(crops, tmp_path):
             args.handler(args)
     with pytest.raises(SystemExit):
         parser.parse_args(["eval", str(crops), "--qualities", "a,b"])
-    assert [p.name for p in collect_images([crops / "962312_gray_crop.png", crops])] == [
+    assert [p.name for p in collect_inputs([crops / "962312_gray_crop.png", crops])[1]] == [
         "1025469_crop.png", "962312_gray_crop.png"]
 
 
 def test_two_learned_codecs_in_one_run(crops):
     from ncodec.eval.harness import bd_rows, bdrate_markdown
 
-    images = collect_images([crops])[:1]
+    images = collect_inputs([crops])[1][:1]
     results = evaluate(images, ["mbt2018-mean-vr", "elic-gdn-vr"], [1, 2], ["jpeg"], progress=False)
     assert [c.key for c in results.codecs] == ["mbt2018-mean-vr", "elic-gdn-vr"]
     rows = bd_rows(results)
@@ -283,7 +284,7 @@ def test_two_learned_codecs_in_one_run(crops):
 def test_eval_never_overwrites_a_report_by_surprise(crops, tmp_path):
     """A non-empty --out needs --force, checked before any work; --force removes what the
     previous report wrote (no stale files) and nothing else."""
-    from ncodec.eval import harness
+    from ncodec.eval import core
 
     out = tmp_path / "out"
     common = [str(crops), "--codec", "mbt2018-mean-vr", "--qualities", "1", "--limit", "1",
@@ -298,13 +299,13 @@ def test_eval_never_overwrites_a_report_by_surprise(crops, tmp_path):
         raise AssertionError("evaluation started before --out was checked")
 
     args = _parser().parse_args(["eval", *common, "--baselines", "none"])
-    original = harness.evaluate
-    harness.evaluate = no_work
+    original = core.evaluate
+    core.evaluate = no_work
     try:
         with pytest.raises(FileExistsError, match="--force"):
             args.handler(args)
     finally:
-        harness.evaluate = original
+        core.evaluate = original
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     args = _parser().parse_args(["eval", *common, "--baselines", "none", "--force"])
     assert args.handler(args) == 0

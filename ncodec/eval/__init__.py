@@ -1,9 +1,24 @@
-"""Evaluation: quality metrics, classical baselines, BD-rate, RD plots and ``ncodec eval``.
+"""Evaluation: one harness for every modality, with a plug-in per modality, and ``ncodec eval``.
 
-- :mod:`ncodec.eval.metrics`: PSNR-RGB, MS-SSIM, bpp (CompressAI's conventions).
-- :mod:`ncodec.eval.baselines`: JPEG, WebP, AVIF, JPEG 2000 (Pillow), JPEG XL (imagecodecs).
-- :mod:`ncodec.eval.bdrate`: Bjøntegaard delta rate and PSNR (PCHIP).
+The core (modality-agnostic):
+
+- :mod:`ncodec.eval.plugin`: :class:`~ncodec.eval.plugin.EvalPlugin`, what a modality supplies,
+  and the plug-in registry (:func:`~ncodec.eval.plugin.register_eval_plugin`).
+- :mod:`ncodec.eval.core`: :func:`~ncodec.eval.core.evaluate` (curves of records over settings,
+  timing, warm-up, progress), per-setting means, BD-rate rows, summary tables.
+- :mod:`ncodec.eval.report`: the report folder, its manifest, JSON/CSV/plot/markdown files.
 - :mod:`ncodec.eval.plots`: rate-distortion plots (PNG).
-- :mod:`ncodec.eval.harness`: :func:`~ncodec.eval.harness.evaluate` and the written report.
-- :mod:`ncodec.eval.command`: the ``ncodec eval`` subcommand.
+- :mod:`ncodec.eval.bdrate`: Bjøntegaard delta rate and quality (PCHIP).
+- :mod:`ncodec.eval.command`: the ``ncodec eval`` subcommand; :mod:`ncodec.eval.demo`: ``ncodec demo``.
+
+The plug-ins and what they use:
+
+- :mod:`ncodec.eval.image`: images; :mod:`ncodec.eval.metrics` (PSNR-RGB, MS-SSIM, bpp) and
+  :mod:`ncodec.eval.baselines` (JPEG, WebP, AVIF, JPEG 2000, JPEG XL).
+- :mod:`ncodec.eval.audio`: audio; :mod:`ncodec.eval.audio_metrics` (PESQ-WB, STOI, SI-SDR, mel
+  distance) and :mod:`ncodec.eval.audio_baselines` (Opus, MP3).
+- :mod:`ncodec.eval.harness`, :mod:`ncodec.eval.audio_harness`: the Python entry points
+  ``evaluate`` / ``write_report`` and ``evaluate_audio`` / ``write_audio_report``.
+
+:mod:`ncodec.eval.portability` checks that files decode alike under other CPU settings.
 """

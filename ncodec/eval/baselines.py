@@ -103,6 +103,7 @@ def _check_image(img: np.ndarray) -> np.ndarray:
 class _PillowBaseline(Baseline):
     fmt = ""      # Pillow format name
     feature = ""  # PIL.features name
+    fixed: dict = {}  # save() options besides the quality, the same at every setting
 
     def check(self) -> None:
         from PIL import features
@@ -118,7 +119,8 @@ class _PillowBaseline(Baseline):
         return f"Pillow {PIL.__version__}, {self.feature} {features.version(self.feature)}"
 
     def options(self, quality: float) -> dict:
-        raise NotImplementedError
+        """Pillow ``save()`` options at setting ``quality``."""
+        return {"quality": int(quality), **self.fixed}
 
     def encode(self, img: np.ndarray, quality: float) -> bytes:
         from PIL import Image
@@ -141,9 +143,7 @@ class JPEG(_PillowBaseline):
     name, label, fmt, feature = "jpeg", "JPEG", "JPEG", "jpg"
     qualities = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
     setting = "Pillow quality 5..95, 4:4:4 chroma, optimized Huffman tables, JFIF file"
-
-    def options(self, quality: float) -> dict:
-        return {"quality": int(quality), "subsampling": 0, "optimize": True}
+    fixed = {"subsampling": 0, "optimize": True}
 
 
 class WebP(_PillowBaseline):
@@ -152,9 +152,7 @@ class WebP(_PillowBaseline):
     name, label, fmt, feature = "webp", "WebP", "WEBP", "webp"
     qualities = (0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
     setting = "lossy quality 0..100, method 6, 4:2:0 chroma (VP8 has no 4:4:4), RIFF file"
-
-    def options(self, quality: float) -> dict:
-        return {"quality": int(quality), "method": 6, "lossless": False}
+    fixed = {"method": 6, "lossless": False}
 
 
 class AVIF(_PillowBaseline):
@@ -163,9 +161,7 @@ class AVIF(_PillowBaseline):
     name, label, fmt, feature = "avif", "AVIF", "AVIF", "avif"
     qualities = (10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
     setting = "Pillow quality 10..95, 4:4:4 chroma, speed 6, 1 thread, HEIF file"
-
-    def options(self, quality: float) -> dict:
-        return {"quality": int(quality), "subsampling": "4:4:4", "speed": 6, "max_threads": 1}
+    fixed = {"subsampling": "4:4:4", "speed": 6, "max_threads": 1}
 
 
 class JPEG2000(_PillowBaseline):

@@ -1,9 +1,9 @@
-"""Rate-distortion plots: PSNR-RGB and MS-SSIM (dB) against bpp, one curve per codec.
+"""Rate-distortion plots: one panel per quality metric against the rate, one line per codec.
 
-Curves are CompressAI results dicts (``{"name": ..., "results": {"bpp": [...],
-"psnr-rgb": [...], "ms-ssim-rgb": [...]}}``), so CompressAI's published JSON files can be
-drawn beside ncodec's. Rendering uses matplotlib's Agg canvas directly (no GUI, and the
-process-wide backend is left alone).
+Series are results dicts, ``{"name": ..., "results": {rate_key: [...], metric: [...]}}`` (the
+``<key>.json`` files of a report, or CompressAI's published JSON files for images), so other
+curves can be drawn beside ncodec's. Rendering uses matplotlib's Agg canvas directly (no GUI,
+and the process-wide backend is left alone).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import io
 import math
 from typing import Collection, Mapping, Optional, Sequence
+
+from ncodec.eval.plugin import Panel
 
 __all__ = ["plot_rd"]
 
@@ -20,50 +22,55 @@ def _values(results: Mapping, key: str) -> list[float]:
     return [math.nan if v is None else float(v) for v in results.get(key) or []]
 
 
-def _ms_ssim_db(values: list[float]) -> list[float]:
-    return [math.nan if not (v < 1) else -10.0 * math.log10(1.0 - v) for v in values]
+def _points(results: Mapping, panel: Panel, rate_key: str) -> list[tuple[float, float]]:
+    """Finite (rate, value) points sorted by rate, one per distinct rate (settings below a
+    codec's floor give the same file twice)."""
+    ys = _values(results, panel.key)
+    ys = [panel.to_scale(y) if panel.to_scale and not math.isnan(y) else y for y in ys]
+    points: dict[float, float] = {}
+    for x, y in zip(_values(results, rate_key), ys):
+        if math.isfinite(x) and math.isfinite(y):
+            points.setdefault(round(x, 9), y)
+    return sorted(points.items())
 
 
-def plot_rd(series: Sequence[Mapping], *, title: Optional[str] = None,
-            dashed: Collection[str] = ()) -> bytes:
-    """A PNG (bytes) with two panels: PSNR-RGB (dB) vs bpp and MS-SSIM (dB, i.e.
-    ``-10 log10(1 - MS-SSIM)``) vs bpp.
+def plot_rd(series: Sequence[Mapping], panels: Sequence[Panel], *, rate_key: str, rate_label: str,
+            title: Optional[str] = None, dashed: Collection[str] = ()) -> bytes:
+    """A PNG (bytes), one panel per :class:`~ncodec.eval.plugin.Panel` side by side, each
+    the panel's metric against ``rate_key``.
 
     Args:
-        series: CompressAI results dicts, drawn in order; missing or non-finite points are
-            skipped (a panel with no point says so).
+        series: results dicts, drawn in order; missing or non-finite points are skipped (a
+            panel with no point shows its ``empty`` text).
+        panels: what to draw.
+        rate_key: the results key of the x axis ("bpp", "kbps").
+        rate_label: the x-axis label ("Bit-rate [bpp]").
         title: figure title.
         dashed: names drawn with dashed lines (e.g. the classical baselines).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(12, 5), dpi=120)
+    fig = Figure(figsize=(6 * len(panels), 5), dpi=120)
     FigureCanvasAgg(fig)
-    panels = [("psnr-rgb", "PSNR-RGB [dB]", None), ("ms-ssim-rgb", "MS-SSIM [dB]", _ms_ssim_db)]
-    for i, (key, ylabel, transform) in enumerate(panels):
-        ax = fig.add_subplot(1, 2, i + 1)
+    for i, panel in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
         drawn = 0
         for s in series:
-            res = s.get("results", s)
-            ys = _values(res, key)
-            ys = transform(ys) if transform else ys
-            pts = [(x, y) for x, y in zip(_values(res, "bpp"), ys) if math.isfinite(x) and math.isfinite(y)]
+            pts = _points(s.get("results", s), panel, rate_key)
             if not pts:
                 continue
-            pts.sort()
             name = str(s.get("name", "?"))
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", linewidth=1.0,
                     linestyle="--" if name in dashed else "-", label=name)
             drawn += 1
-        ax.set_xlabel("Bit-rate [bpp]")
-        ax.set_ylabel(ylabel)
+        ax.set_xlabel(rate_label)
+        ax.set_ylabel(panel.label)
         ax.grid(True, alpha=0.4)
         if drawn:
             ax.legend(loc="lower right", fontsize="small")
         else:
-            ax.text(0.5, 0.5, f"no {ylabel.split(' ')[0]} values\n(MS-SSIM needs images of 161 px or more)"
-                    if key == "ms-ssim-rgb" else "no values", ha="center", va="center", transform=ax.transAxes)
+            ax.text(0.5, 0.5, panel.empty, ha="center", va="center", transform=ax.transAxes)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
