@@ -1,151 +1,23 @@
-"""Reading and writing media files for the CLI: images through Pillow, audio through
-soundfile (libsndfile) with PyAV (FFmpeg) for the rest; atomic outputs.
+"""Audio files: read through soundfile (libsndfile), with PyAV (FFmpeg) for the rest; written as
+16-bit WAV or FLAC, whole (:func:`audio_bytes`) or streamed (:class:`AudioWriter`), atomically.
 
-Outputs are written to a temporary file beside the target and renamed into place, so a
-failed encode or decode never leaves a partial file, and an existing file is replaced only
-when the caller says so (``force``), and only if it is a regular file: a symlink, FIFO,
-device node, socket or directory at the output path is never replaced (:func:`check_output`).
+Samples are float32 ``[C, T]`` (channels first) in [-1, 1]; rates are in Hz.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import stat
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 if TYPE_CHECKING:  # torch loads in the functions that need it: a CLI call that fails early never pays for it
     import torch
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-
-def pil_to_tensor(im: Image.Image, name: object) -> torch.Tensor:
-    """An 8-bit Pillow image as uint8 ``[C, H, W]``, C = 3 (RGB) or 1 (grayscale), turned
-    upright by its EXIF orientation. Palette images become RGB; alpha, 16-bit and other
-    modes raise ValueError naming ``name``."""
-    import torch
-    from PIL import ImageOps
-
-    im = ImageOps.exif_transpose(im)  # a rotated camera JPEG comes out upright
-    mode = im.mode
-    if mode == "P":
-        if "transparency" in im.info:
-            raise ValueError(f"{name}: images with transparency are not supported")
-        im, mode = im.convert("RGB"), "RGB"
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        raise ValueError(f"{name}: images with an alpha channel are not supported (mode {mode})")
-    if mode not in ("RGB", "L"):
-        raise ValueError(f"{name}: only 8-bit RGB or grayscale images are supported (mode {mode})")
-    array = np.asarray(im, dtype=np.uint8)
-    t = torch.from_numpy(array.copy())
-    return t.unsqueeze(0) if t.dim() == 2 else t.permute(2, 0, 1).contiguous()
-
-
-def read_image(path: str | os.PathLike) -> torch.Tensor:
-    """An 8-bit image file (PNG, JPEG) as uint8 ``[C, H, W]``, C = 3 (RGB) or 1 (grayscale),
-    upright by its EXIF orientation.
-
-    Palette images become RGB. Alpha, 16-bit (RGB or gray) and other modes raise ValueError.
-    """
-    try:
-        with Image.open(path) as im:
-            # Pillow reads 16-bit RGB as 8-bit RGB, silently: its raw mode still says 16.
-            raw = [str(getattr(t, "args", t[3] if len(t) > 3 else "")) for t in im.tile]
-            if im.mode in ("I", "I;16", "I;16B", "I;16L", "F") or any(";16" in r for r in raw):
-                raise ValueError(f"{path}: 16-bit and other high-bit-depth images are not supported "
-                                 f"(8-bit RGB or grayscale only; mode {im.mode})")
-            im.load()
-            return pil_to_tensor(im, path)
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise ValueError(f"{path}: not a readable image ({exc})") from None
-
-
-def image_bytes(x: torch.Tensor, suffix: str) -> bytes:
-    """Float ``[C, H, W]`` in [0, 1] (or uint8) encoded in the format ``suffix`` names, as
-    Pillow knows them (``.png``, ``.jpg``, ``.webp``, ``.tiff``, ``.bmp``, ...): JPEG at quality
-    95, WebP lossless (the decoded pixels, not another lossy generation).
-
-    Raises:
-        ValueError: no format Pillow writes has that suffix.
-    """
-    import torch
-
-    ext = (suffix or ".png").lower()
-    kind = Image.registered_extensions().get(ext)
-    if kind is None or kind not in Image.SAVE:
-        raise ValueError(f"cannot write {ext!r} images; use .png, .jpg, .webp, .tif or .bmp")
-    x = x.detach().cpu()
-    if x.dtype != torch.uint8:
-        x = (x.clamp(0, 1) * 255).round().to(torch.uint8)
-    array = x[0].numpy() if x.shape[0] == 1 else x.permute(1, 2, 0).numpy()
-    buf = io.BytesIO()
-    options = {"JPEG": {"quality": 95}, "WEBP": {"lossless": True}}.get(kind, {})
-    Image.fromarray(array).save(buf, format=kind, **options)
-    return buf.getvalue()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
-          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-
-
-def check_output(path: str | os.PathLike, *, force: bool = False) -> None:
-    """Raise unless ``path`` may be written: it does not exist, or it is a regular file and
-    ``force`` is set. Anything else at ``path`` (a symlink, even to a regular file; a FIFO,
-    device, socket or directory) is refused with or without ``force``: ncodec replaces only
-    regular files, and never writes through links.
-
-    Raises:
-        FileExistsError: a regular file exists and ``force`` is not set.
-        ValueError: something other than a regular file is there.
-    """
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    for test, kind in _KINDS:
-        if test(mode):
-            raise ValueError(f"{path} is {kind}: ncodec only writes regular files and never replaces anything "
-                             f"else (even with --force); choose another output path")
-    if not stat.S_ISREG(mode):
-        raise ValueError(f"{path} is not a regular file: ncodec never replaces it")
-    if not force:
-        raise FileExistsError(f"{path} exists (use --force to overwrite)")
-
-
-def write_atomic(path: str | os.PathLike, data: bytes, *, force: bool = False) -> None:
-    """Write ``data`` to ``path`` all at once: a temporary file in the same folder, then a
-    rename. Refuses to replace an existing file unless ``force``, and anything but a regular
-    file always (:func:`check_output`)."""
-    target = Path(path)
-    check_output(target, force=force)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        check_output(target, force=force)  # something may have appeared there meanwhile
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-# --------------------------------------------------------------------------- audio
+__all__ = ["AUDIO_OUT_SUFFIXES", "AUDIO_SUFFIXES", "AUDIO_TRACK_SUFFIXES", "AudioWriter", "audio_bytes",
+           "audio_info", "iter_audio_blocks", "read_audio"]
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".m4a")
 AUDIO_TRACK_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm")
@@ -355,9 +227,10 @@ class AudioWriter:
     >>> with AudioWriter("out.flac", 16000, 1) as w:
     ...     w.write(block)                      # float [C, n] in [-1, 1] (clipped), or [n] when C == 1
 
-    Blocks go to a temporary file beside the target, renamed into place when the ``with``
-    block ends without an exception; on an exception the temporary file is removed and an
-    existing target is left untouched. An existing file is replaced only if ``force``.
+    Blocks go to a temporary file beside the target (:func:`ncodec.io.atomic_output`), renamed
+    into place when the ``with`` block ends without an exception; on an exception the temporary
+    file is removed and an existing target is left untouched. An existing file is replaced only
+    if ``force``.
     """
 
     def __init__(self, path: str | os.PathLike, sample_rate: int, channels: int, *, force: bool = False) -> None:
@@ -367,26 +240,23 @@ class AudioWriter:
             raise ValueError(f"need a positive sample rate and channels, got {sample_rate} Hz, {channels} channels")
         self.sample_rate, self.channels, self.force = int(sample_rate), int(channels), force
         self.frames = 0  # written so far
-        self._tmp: Optional[str] = None
-        self._file = None
-
-    def _check_target(self) -> None:
-        check_output(self.path, force=self.force)
+        self._output: Any = None  # the atomic_output context of the open file
+        self._file: Any = None
 
     def __enter__(self) -> "AudioWriter":
         import soundfile as sf
 
-        self._check_target()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
+        from ncodec.io import atomic_output
+
+        output = atomic_output(self.path, force=self.force)
+        tmp = output.__enter__()
         try:
-            os.close(fd)
-            os.chmod(self._tmp, 0o666 & ~_umask())
-            self._file = sf.SoundFile(self._tmp, "w", samplerate=self.sample_rate, channels=self.channels,
+            self._file = sf.SoundFile(str(tmp), "w", samplerate=self.sample_rate, channels=self.channels,
                                       subtype="PCM_16", format=self.kind)
-        except BaseException:
-            Path(self._tmp).unlink(missing_ok=True)
+        except BaseException as exc:
+            output.__exit__(type(exc), exc, exc.__traceback__)  # removes the temporary file
             raise
+        self._output = output
         return self
 
     def write(self, block: torch.Tensor | np.ndarray) -> None:
@@ -400,12 +270,14 @@ class AudioWriter:
         self.frames += data.shape[0]
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        tmp, f = self._tmp, self._file
-        self._tmp = self._file = None
+        output, f = self._output, self._file
+        self._output = self._file = None
         try:
-            f.close()
-            if exc_type is None:
-                self._check_target()  # it may have appeared while writing
-                os.replace(tmp, self.path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+            f.close()  # before the rename: libsndfile writes the header's lengths on close
+        except BaseException as close_exc:
+            if exc is None:
+                exc_type, exc, tb = type(close_exc), close_exc, close_exc.__traceback__
+            output.__exit__(exc_type, exc, tb)
+            raise
+        # With an exception: the temporary file is removed and the exception goes on (not swallowed).
+        output.__exit__(exc_type, exc, tb)
