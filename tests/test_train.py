@@ -17,9 +17,9 @@ import ncodec
 from ncodec.codecs.image import ImageCodec
 from ncodec.models import image as image_models
 from ncodec.models.weights import export_weights, load_weights, read_metadata
-from ncodec.train.data import ImageFolder
+from ncodec.train.image_data import ImageFolder
 from ncodec.train.image import ImageTask
-from ncodec.train.losses import RateDistortionLoss, lambda_for
+from ncodec.train.image_losses import RateDistortionLoss, lambda_for
 from ncodec.train.trainer import TrainConfig, Trainer, parameter_digest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,6 +97,8 @@ def test_train_resume_is_exact_and_export_loads(tmp_path, folders):
     straight = _train(_config(tmp_path / "a", folders, steps=4))
     first = _train(_config(tmp_path / "b", folders, steps=2))
     assert first["steps"] == 2
+    # The image task's auxiliary parameters (the bottlenecks' quantiles) have their optimizer's state saved.
+    assert "aux_optimizer" in torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
     resumed = _train(_config(tmp_path / "b", folders, steps=4))  # picks up checkpoint.pt at step 2
     a = load_weights(straight["weights"])
     b = load_weights(resumed["weights"])

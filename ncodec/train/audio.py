@@ -1,4 +1,5 @@
-"""Training the audio codecs: the :class:`AudioTask` that :class:`~ncodec.train.trainer.Trainer` runs.
+"""Training the audio codecs: the ``audio`` task (:class:`AudioTask`) that
+:class:`~ncodec.train.trainer.Trainer` runs.
 
 Task options (``TrainConfig.task``):
 
@@ -17,28 +18,48 @@ Task options (``TrainConfig.task``):
 
 The generator loss is ``mel_weight · multi-scale mel L1 + adv_weight · hinge adversarial +
 fm_weight · feature matching + commit_weight · commitment + codebook_weight · codebook``.
+The discriminators train with their own Adam (``disc_lr``, default ``lr``); GAN training wants
+Adam with a short memory (HiFi-GAN / DAC), so this task's default betas are (0.8, 0.99).
 Validation codes held-out speech to real files at every bitrate (kbps from the bytes) and
 reports mel distance, SI-SDR and PESQ-WB.
+
+torch loads in the methods: ``ncodec --help`` imports this module to build its parser.
 """
 
 from __future__ import annotations
 
+import argparse
+import functools
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
-import torch
-from torch import Tensor, nn
+from ncodec.train.tasks import BaseTask, register_task
 
-from ncodec.models import audio as audio_models
-from ncodec.models import weights as weights_io
-from ncodec.train.audio_data import AudioSegments, list_audio, load_mono, read_file_list
-from ncodec.train.audio_losses import (Discriminators, MultiScaleMelLoss, discriminator_loss,
-                                       feature_matching_loss, generator_adversarial_loss)
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+    from ncodec.models import audio as audio_models
+    from ncodec.train.audio_data import AudioSegments
 
 __all__ = ["AudioTask"]
 
+T = TypeVar("T")
+
 WEIGHTS_FILE = "weights.safetensors"
+
+
+def _no_grad(method: Callable[..., T]) -> Callable[..., T]:
+    """``torch.no_grad()`` as a decorator that imports torch when called, not at import."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        import torch
+
+        with torch.no_grad():
+            return method(*args, **kwargs)
+
+    return wrapper
 
 
 def _as_list(value: Any) -> list[str]:
@@ -49,10 +70,33 @@ def _as_list(value: Any) -> list[str]:
     return [v for v in str(value).split(",") if v]
 
 
-class AudioTask:
+class AudioTask(BaseTask):
     """Audio codec training (see the module docstring for the options)."""
 
+    summary = "train an audio codec (mel + adversarial losses)"
+    val_limit_help = "validate on the first N held-out files (default 8)"
+    config_defaults = {"adam_betas": (0.8, 0.99)}  # GANs want Adam with a short memory (HiFi-GAN / DAC)
+    progress_keys = ("loss", "mel")
+    option_keys = ("data", "val", "arch", "segment_seconds", "adversarial_start", "disc_channels", "wave_weight")
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--data", help="training audio folder(s), comma-separated (searched recursively)")
+        parser.add_argument("--val", help="held-out audio: a folder or a list file (never trained on)")
+        parser.add_argument("--arch", help="architecture (default speech-rvq-16k; see ncodec.models.audio)")
+        parser.add_argument("--segment-seconds", type=float, help="training window (default 1.0)")
+        # A TrainConfig field: the command passes it to the trainer, not to the task.
+        parser.add_argument("--disc-lr", type=float, help="discriminator learning rate (default: --lr)")
+        parser.add_argument("--adversarial-start", type=int,
+                            help="step from which the discriminators count (default 0)")
+        parser.add_argument("--wave-weight", type=float, help="weight of an L1 loss on the waveform (default 0: off)")
+        parser.add_argument("--disc-channels", type=int, help="discriminator width (default 32; 8-16 on CPU)")
+
     def __init__(self, options: dict[str, Any]):
+        from ncodec.models import audio as audio_models
+        from ncodec.train.audio_data import list_audio, read_file_list
+        from ncodec.train.audio_losses import MultiScaleMelLoss
+
         self.arch_name = options.get("arch", "speech-rvq-16k")
         if self.arch_name not in audio_models.ARCHITECTURES:
             raise ValueError(f"unknown audio architecture {self.arch_name!r}; "
@@ -80,27 +124,39 @@ class AudioTask:
     # -------------------------------------------------------------- trainer hooks
 
     def build_model(self) -> nn.Module:
+        from ncodec.models import audio as audio_models
+
         return audio_models.AudioCodecModel(self.arch)
 
     def build_discriminator(self) -> nn.Module:
+        from ncodec.train.audio_losses import Discriminators
+
         return Discriminators(self.disc_kinds, channels=self.disc_channels)
 
     def load_init(self, model: nn.Module, path: str) -> None:
+        from ncodec.models import weights as weights_io
+
         init = weights_io.load_audio_weights(path)
         if init.arch != self.arch:
             raise ValueError(f"{path} holds another audio architecture than {self.arch_name}")
         model.load_state_dict(init.state_dict())
 
     def dataset(self, seed: int) -> AudioSegments:
+        from ncodec.train.audio_data import AudioSegments
+
         return AudioSegments(self.train_files, self.arch.sample_rate, self.segment, seed=seed)
 
     def _adversarial(self) -> bool:
         return self._step >= self.adversarial_start
 
-    def training_step(self, model: nn.Module, batch: Tensor, discriminator: nn.Module | None = None,
+    def training_step(self, model: nn.Module, batch: Tensor, discriminator: Optional[nn.Module] = None,
                       step: int = 0) -> dict[str, Tensor]:
         """Generator losses of ``batch [B, 1, T]`` at trainer step ``step`` (0-based: it decides
         whether the adversarial terms count, also after a resume)."""
+        import torch
+
+        from ncodec.train.audio_losses import feature_matching_loss, generator_adversarial_loss
+
         self._step = step
         out = model(batch)
         x_hat = out["x_hat"]
@@ -133,6 +189,11 @@ class AudioTask:
         return {"loss": loss, **logs}
 
     def discriminator_step(self, discriminator: nn.Module, batch: Tensor) -> dict[str, Tensor]:
+        """The hinge loss of the discriminators on ``batch`` and the last generator output."""
+        import torch
+
+        from ncodec.train.audio_losses import discriminator_loss
+
         if self._fake is None or not self._adversarial():
             return {"loss": torch.zeros((), device=batch.device)}
         real_logits, _ = discriminator(batch)
@@ -141,12 +202,15 @@ class AudioTask:
 
     # -------------------------------------------------------------- validation and export
 
-    @torch.no_grad()
+    @_no_grad
     def validate(self, model: nn.Module) -> dict[str, float]:
+        """Means over the held-out files, per bitrate ``q<k>``: kbps (from the bytes), mel
+        distance, SI-SDR (dB) and PESQ-WB (NaN where PESQ refuses the signal)."""
         if not self.val_files:
             return {}
         from ncodec.codecs.audio import AudioCodec
         from ncodec.eval.audio_metrics import mel_distance, pesq_wb, si_sdr
+        from ncodec.train.audio_data import load_mono
 
         codec = AudioCodec(self.arch_name, model.eval(), quality=1)
         sr = self.arch.sample_rate
@@ -155,7 +219,8 @@ class AudioTask:
             wav = load_mono(path, sr)[: int(self.val_seconds * sr)].unsqueeze(0)
             for q, kbps in enumerate(self.arch.bitrates, start=1):
                 data = codec.compress(wav, sr, bitrate=kbps)
-                out, out_sr = codec.decompress(data)
+                decoded = codec.decompress(data)
+                out, out_sr = decoded.tensor, decoded.sample_rate
                 values = {"kbps": 8 * len(data) / (wav.shape[-1] / sr) / 1000,
                           "mel": mel_distance(wav, out, sr), "si_sdr": si_sdr(wav, out)}
                 try:
@@ -166,9 +231,13 @@ class AudioTask:
                     sums[f"q{q}_{k}"] = sums.get(f"q{q}_{k}", 0.0) + float(v)
         return {k: v / len(self.val_files) for k, v in sums.items()}
 
-    @torch.no_grad()
+    @_no_grad
     def count_codes(self, model: audio_models.AudioCodecModel) -> None:
         """Fill ``model.code_counts`` by coding every training file (the entropy prior)."""
+        import torch
+
+        from ncodec.train.audio_data import load_mono
+
         model.code_counts.fill_(1.0)
         chunk = 30 * self.arch.sample_rate // self.arch.hop * self.arch.hop
         for path in self.train_files:
@@ -180,6 +249,8 @@ class AudioTask:
                 model.count_codes(model.encode(piece))
 
     def export(self, model: nn.Module, out: Path, info: dict[str, Any]) -> Path:
+        from ncodec.models import weights as weights_io
+
         path = out / WEIGHTS_FILE
         model = model.cpu().eval()
         weights_io.round_half(model)  # codes are counted on the weights that ship
@@ -191,3 +262,6 @@ class AudioTask:
                 "bits_per_code": math.log2(self.arch.codebook_size)}
         weights_io.export_audio_weights(model, path, arch=self.arch_name, info=info)
         return path
+
+
+register_task("audio", AudioTask)

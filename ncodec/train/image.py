@@ -1,42 +1,82 @@
-"""Training the image models: the :class:`ImageTask` that :class:`~ncodec.train.trainer.Trainer` runs.
+"""Training the image models: the ``image`` task (:class:`ImageTask`) that
+:class:`~ncodec.train.trainer.Trainer` runs.
 
 Task options (``TrainConfig.task``):
 
 * ``arch``: a key of :data:`ncodec.models.image.ARCHITECTURES`;
 * ``quality``: 1..8, picks N and M (and λ when ``lmbda`` is not given);
-* ``lmbda`` / ``metric``: the rate–distortion trade-off ("mse" or "ms-ssim");
+* ``lmbda`` / ``metric``: the rate–distortion trade-off ("mse" or "ms-ssim"); a λ given without
+  a quality picks the quality whose CompressAI λ is nearest (:meth:`ImageTask.quality_for`);
 * ``data`` / ``val``: image folders (``val`` may be empty: no validation);
 * ``patch_size``: square training crops (default 256), a multiple of the alignment;
 * ``val_limit``: validate on the first N images of ``val`` (0: all).
 
-Validation codes each image to a real ncodec file and back (bpp from the file's bytes,
-container included), and reports PSNR and the model's own estimate beside it.
+The entropy bottlenecks' ``quantiles`` are the task's auxiliary parameters, trained by
+CompressAI's auxiliary loss (it places the factorized tables' support). Validation codes each
+image to a real ncodec file and back (bpp from the file's bytes, container included), and
+reports PSNR (:mod:`ncodec.eval.metrics`) and the model's own estimate beside it.
+
+torch loads in the methods: ``ncodec --help`` imports this module to build its parser.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-import torch
-from torch import Tensor, nn
+from ncodec.train.tasks import BaseTask, register_task
 
-from ncodec.models import image as image_models
-from ncodec.models import weights as weights_io
-from ncodec.train.data import ImageFolder, list_images, load_rgb
-from ncodec.train.losses import RateDistortionLoss, lambda_for
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+    from ncodec.train.image_data import ImageFolder
 
 __all__ = ["ImageTask", "WEIGHTS_FILE"]
 
 WEIGHTS_FILE = "weights.safetensors"
 
 
-class ImageTask:
+class ImageTask(BaseTask):
     """Image rate–distortion training (see the module docstring for the options)."""
 
+    summary = "train an image model on a folder of images"
+    val_limit_help = "validate on the first N images only"
+    progress_keys = ("loss", "bpp")
+    option_keys = ("data", "val", "arch", "quality", "lmbda", "metric", "patch_size")
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--data", help="folder of training images (PNG, JPEG, WebP)")
+        parser.add_argument("--val", help="folder of validation images (coded to real files at each validation)")
+        parser.add_argument("--arch", help="architecture (see `ncodec models`; default mbt2018-mean)")
+        parser.add_argument("--quality", type=int, help="quality 1..8: picks N, M and the default lambda")
+        parser.add_argument("--lmbda", type=float, help="rate-distortion lambda (default: CompressAI's for the quality)")
+        parser.add_argument("--metric", choices=("mse", "ms-ssim"), help="distortion: mse (default) or ms-ssim")
+        parser.add_argument("--patch-size", type=int, help="square crop size (default 256)")
+
+    @classmethod
+    def options_from_args(cls, args: argparse.Namespace) -> dict[str, Any]:
+        options = super().options_from_args(args)
+        if "quality" not in options and "lmbda" in options:
+            options["quality"] = cls.quality_for(options["lmbda"], options.get("metric", "mse"))
+        return options
+
+    @staticmethod
+    def quality_for(lmbda: float, metric: str) -> int:
+        """The quality 1..8 whose CompressAI λ for ``metric`` is nearest to ``lmbda`` (on a log scale)."""
+        from ncodec.train.image_losses import LAMBDAS
+
+        ladder = LAMBDAS[metric]
+        return 1 + min(range(len(ladder)), key=lambda i: abs(math.log(ladder[i] / lmbda)))
+
     def __init__(self, options: dict[str, Any]):
+        from ncodec.models import image as image_models
+        from ncodec.train.image_data import list_images
+        from ncodec.train.image_losses import RateDistortionLoss, lambda_for
+
         self.arch = options.get("arch", "mbt2018-mean")
         if self.arch not in image_models.ARCHITECTURES:
             raise ValueError(f"unknown image architecture {self.arch!r}; known: {', '.join(image_models.ARCHITECTURES)}")
@@ -63,6 +103,8 @@ class ImageTask:
         self.criterion = RateDistortionLoss(self.lmbda, self.metric)
 
     def build_model(self) -> nn.Module:
+        from ncodec.models import image as image_models
+
         return image_models.build_image_model(self.arch, quality=self.quality)
 
     def load_init(self, model: nn.Module, path: str) -> None:
@@ -70,6 +112,8 @@ class ImageTask:
         weights), or one whose modules are a subset of this one's (the variable-rate
         hyperprior's weights start the context model; its context modules keep their
         initialisation)."""
+        from ncodec.models import weights as weights_io
+
         source = weights_io.load_weights(path)
         # The CDF tables are rebuilt at export; only the trainable state is taken.
         state = {k: v for k, v in source.state_dict().items() if not _is_table(k)}
@@ -80,17 +124,29 @@ class ImageTask:
                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
 
     def dataset(self, seed: int) -> ImageFolder:
+        from ncodec.train.image_data import ImageFolder
+
         return ImageFolder(self.train_files, self.patch_size, self.samples_per_epoch, seed=seed)
 
-    def training_step(self, model: nn.Module, batch: Tensor) -> dict[str, Tensor]:
-        """One forward and the RD loss; a variable-rate model draws a quality per item and
-        weighs each item with that quality's λ."""
+    def training_step(self, model: nn.Module, batch: Tensor, discriminator: Optional[nn.Module] = None,
+                      step: int = 0) -> dict[str, Tensor]:
+        """One forward and the RD loss of ``batch`` ``[B, 3, H, W]`` in [0, 1]; a variable-rate
+        model draws a quality per item and weighs each item with that quality's λ."""
+        import torch
+
         if not self.variable_rate:
             return self.criterion(model(batch), batch)
         quality = torch.randint(1, len(self.lmbdas) + 1, (batch.size(0),))
         lmbda = torch.tensor(self.lmbdas, dtype=torch.float32)[quality - 1]
-        losses = self.criterion(model(batch, quality.to(batch.device)), batch, lmbda.to(batch.device))
-        return losses
+        return self.criterion(model(batch, quality.to(batch.device)), batch, lmbda.to(batch.device))
+
+    def auxiliary_parameters(self, model: nn.Module) -> Sequence[nn.Parameter]:
+        """The entropy bottlenecks' ``quantiles`` (in the model's parameter order)."""
+        return [p for n, p in model.named_parameters() if n.endswith(".quantiles") and p.requires_grad]
+
+    def auxiliary_loss(self, model: nn.Module) -> Tensor:
+        """CompressAI's auxiliary loss: how far the quantiles are from the bottlenecks' tails."""
+        return model.aux_loss()
 
     def validate(self, model: nn.Module) -> dict[str, float]:
         """bpp from real files, PSNR (8-bit), estimated bpp, coding seconds, on ``val``.
@@ -109,28 +165,35 @@ class ImageTask:
         return metrics
 
     def _validate_quality(self, model: nn.Module, quality: int) -> dict[str, float]:
+        """Means over ``val``: bpp and estimated bpp weighted by pixels, PSNR per image."""
+        import torch
+
         from ncodec.codecs.image import ImageCodec
+        from ncodec.eval import metrics
+        from ncodec.io import read_rgb
+        from ncodec.models import image as image_models
 
         codec = ImageCodec(self.arch, quality, model)
-        bits = est_bits = pixels = 0.0
+        bpp_pixels = est_bits = pixels = 0.0  # bpp · pixels summed: the mean is weighted by pixels
         psnrs = []
         began = time.perf_counter()
         for path in self.val_files:
-            image = load_rgb(path)
+            image = read_rgb(path)
             data = codec.compress(image)
-            decoded = codec.decompress(data)
+            decoded = codec.decompress(data).tensor
             h, w = image.shape[1:]
-            bits += 8 * len(data)
+            bpp_pixels += metrics.bpp(len(data), h, w) * h * w
             pixels += h * w
             x = image.float().unsqueeze(0) / 255
             padded = torch.nn.functional.pad(x, (0, -w % codec.alignment, 0, -h % codec.alignment), mode="replicate")
             est_bits += image_models.estimate_bits(model, padded, quality)
-            mse = torch.mean(((decoded * 255).round() - image.float()) ** 2).item()
-            psnrs.append(10 * math.log10(255**2 / max(mse, 1e-10)))
-        return {"bpp": bits / pixels, "bpp_estimate": est_bits / pixels, "psnr": sum(psnrs) / len(psnrs),
+            psnrs.append(metrics.psnr_rgb(image, decoded))
+        return {"bpp": bpp_pixels / pixels, "bpp_estimate": est_bits / pixels, "psnr": sum(psnrs) / len(psnrs),
                 "images": len(self.val_files), "code_seconds": time.perf_counter() - began}
 
     def export(self, model: nn.Module, out: Path, info: dict[str, Any]) -> Path:
+        from ncodec.models import weights as weights_io
+
         path = out / WEIGHTS_FILE
         weights_io.export_weights(model, path, arch=self.arch, quality=self.quality,
                                   info={**info, "metric": self.metric,
@@ -147,3 +210,6 @@ _CONTEXT_MODULES = ("channel_context", "spatial_context", "aggregation")
 
 def _is_table(key: str) -> bool:
     return key.rsplit(".", 1)[-1] in ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
+
+
+register_task("image", ImageTask)

@@ -1,18 +1,22 @@
 """One trainer for every modality: the loop, checkpoints, schedules, DDP, logs.
 
 What is modality-specific (the model, its data, its loss, how validation codes real files,
-how weights are exported) is a :class:`TrainTask`; :class:`Trainer` runs any task:
+how weights are exported) is a :class:`~ncodec.train.tasks.TrainTask`; :class:`Trainer` runs
+any task, calling its optional hooks where it has them:
 
-* Adam on the model's parameters, a second Adam on the entropy bottlenecks' ``quantiles``
-  (CompressAI's auxiliary loss, which places the factorized tables' support);
+* Adam on the model's parameters; a second Adam on the task's auxiliary parameters, trained by
+  its auxiliary loss (``auxiliary_parameters`` / ``auxiliary_loss``: for images, the entropy
+  bottlenecks' ``quantiles`` and CompressAI's aux loss), for tasks that have them;
 * a learning-rate schedule (``cosine``, ``step`` (×0.1 at 80 % and 95 %) or ``constant``)
   after a linear warm-up, and gradient-norm clipping;
 * bf16 autocast on CUDA when ``amp`` is set (CPU runs stay fp32);
-* adversarial tasks (those with ``build_discriminator``, e.g. audio): a discriminator with its
-  own Adam, stepped after each generator step on the batch the generator just coded;
+* adversarial tasks (``build_discriminator`` returns one, e.g. audio): a discriminator with its
+  own Adam, stepped after each generator step on the batch the generator just coded
+  (``discriminator_step``);
 * checkpoints (``checkpoint.pt``, tensors and plain values only, read back with
-  ``weights_only=True``) every ``checkpoint_every`` steps and at the end; a run started
-  on an output folder that holds one resumes from it;
+  ``weights_only=True``, written atomically by :func:`ncodec.io.atomic_output`) every
+  ``checkpoint_every`` steps and at the end; a run started on an output folder that holds one
+  resumes from it;
 * ``torchrun`` (``WORLD_SIZE`` > 1) wraps the model in DistributedDataParallel: gloo on CPU,
   NCCL on CUDA; rank 0 logs, validates and writes; at the end the ranks check that their
   parameters are identical;
@@ -33,7 +37,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional, Protocol
+from typing import Any, Iterator, Mapping, Optional
 
 import torch
 import torch.distributed as dist
@@ -41,6 +45,9 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
+
+from ncodec.io import atomic_output, write_atomic
+from ncodec.train.tasks import TrainTask
 
 __all__ = ["TrainConfig", "TrainTask", "Trainer"]
 
@@ -69,7 +76,7 @@ class TrainConfig:
         log_every: steps between training-metric lines.
         init: weights to start from (a task-specific file, e.g. a lower quality's weights).
         adam_betas: the Adam betas of the main (and discriminator) optimizer; GAN training
-            wants a shorter memory, e.g. [0.8, 0.99].
+            wants a shorter memory, e.g. [0.8, 0.99] (the audio task's default).
         disc_lr: learning rate of the discriminator (default: ``lr``), adversarial tasks only.
         max_seconds: a training-time budget (seconds, earlier runs of the same output folder
             included): the run stops at the first step past it, checkpoints and exports as at
@@ -115,57 +122,22 @@ class TrainConfig:
         self.adam_betas = betas
 
     @classmethod
-    def from_json(cls, path: str | Path, **overrides: Any) -> "TrainConfig":
-        """A config from a JSON file, with ``overrides`` (those not None) applied on top."""
+    def from_json(cls, path: str | Path, *, defaults: Optional[Mapping[str, Any]] = None,
+                  **overrides: Any) -> "TrainConfig":
+        """A config from a JSON file, with ``overrides`` (those not None) applied on top and
+        ``defaults`` (a task's, e.g. its Adam betas) below: for the keys the file does not give."""
         with open(path, encoding="utf-8") as f:
             values = json.load(f)
         unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
         task = {**values.pop("task", {}), **overrides.pop("task", {})}
+        values = {**(defaults or {}), **values}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values, task=task)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-class TrainTask(Protocol):
-    """The modality-specific half of training."""
-
-    def build_model(self) -> nn.Module:
-        """A fresh model (CompressAI-style: ``forward`` returns ``x_hat`` and ``likelihoods``,
-        ``aux_loss()`` for the entropy bottlenecks)."""
-
-    def load_init(self, model: nn.Module, path: str) -> None:
-        """Load starting weights from ``path`` into ``model``."""
-
-    def dataset(self, seed: int) -> Dataset:
-        """Training items (tensors the model takes), drawn with ``seed``."""
-
-    def training_step(self, model: nn.Module, batch: Tensor) -> dict[str, Tensor]:
-        """Forward ``batch`` through ``model`` (maybe DDP-wrapped) and return
-        ``{"loss": scalar, ...}``: the other entries are logged."""
-
-    def validate(self, model: nn.Module) -> dict[str, float]:
-        """Metrics from really coding the validation set with an eval-mode copy of ``model``."""
-
-    def export(self, model: nn.Module, out: Path, info: dict[str, Any]) -> Path:
-        """Write the shippable weights of ``model`` into ``out``; return the file."""
-
-
-class AdversarialTask(TrainTask, Protocol):
-    """A task trained against a discriminator (GAN codecs). The trainer calls
-    ``training_step(net, batch, discriminator, step)`` (generator losses, adversarial terms
-    included; ``step`` is 0-based and survives resumes), steps the model, then
-    ``discriminator_step(discriminator, batch)``, whose ``"loss"`` trains the discriminator
-    on what the generator produced for ``batch``."""
-
-    def build_discriminator(self) -> nn.Module:
-        """A fresh discriminator."""
-
-    def discriminator_step(self, discriminator: nn.Module, batch: Tensor) -> dict[str, Tensor]:
-        """``{"loss": scalar, ...}`` of the discriminator on the last generator output."""
 
 
 def _lr_factor(step: int, config: TrainConfig, seconds: float = 0.0) -> float:
@@ -249,12 +221,13 @@ class Trainer:
         if self.distributed and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
 
-    def _optimizers(self, model: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
-        main = [p for n, p in model.named_parameters() if not n.endswith(".quantiles") and p.requires_grad]
-        aux = [p for n, p in model.named_parameters() if n.endswith(".quantiles") and p.requires_grad]
+    def _optimizers(self, model: nn.Module) -> tuple[torch.optim.Optimizer, Optional[torch.optim.Optimizer]]:
+        """The main Adam and, when the task has auxiliary parameters, theirs (else None)."""
+        aux = list(self.task.auxiliary_parameters(model))
+        aux_ids = {id(p) for p in aux}
+        main = [p for p in model.parameters() if id(p) not in aux_ids and p.requires_grad]
         optimizer = torch.optim.Adam(main, lr=self.config.lr, betas=self.config.adam_betas)
-        # A model without entropy bottlenecks still gets a (no-op) aux optimizer.
-        aux_optimizer = torch.optim.Adam(aux or [torch.zeros(1, requires_grad=True)], lr=self.config.aux_lr)
+        aux_optimizer = torch.optim.Adam(aux, lr=self.config.aux_lr) if aux else None
         return optimizer, aux_optimizer
 
     def _batches(self, dataset: Dataset, start_step: int) -> Iterator[Tensor]:
@@ -277,15 +250,15 @@ class Trainer:
         state = {**self._disc_state(),
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
-            "aux_optimizer": aux_optimizer.state_dict(),
             "step": step,
             "config": json.dumps(self.config.to_dict(), sort_keys=True),
             "torch_rng": torch.get_rng_state(),
             "train_seconds": self._train_seconds(),
         }
-        tmp = self.out / (CHECKPOINT + ".tmp")
-        torch.save(state, tmp)
-        tmp.replace(self.out / CHECKPOINT)
+        if aux_optimizer is not None:
+            state["aux_optimizer"] = aux_optimizer.state_dict()
+        with atomic_output(self.out / CHECKPOINT, force=True) as tmp:
+            torch.save(state, tmp)
 
     def _load_checkpoint(self, model: nn.Module, optimizer, aux_optimizer) -> int:
         path = self.out / CHECKPOINT
@@ -299,7 +272,10 @@ class Trainer:
             raise ValueError(f"{path} is a checkpoint of another model than this run trains ({first}); "
                              "resume it with the same task and architecture, or give another --out") from None
         optimizer.load_state_dict(state["optimizer"])
-        aux_optimizer.load_state_dict(state["aux_optimizer"])
+        # Checkpoints of tasks without auxiliary parameters may hold the state of the no-op
+        # optimizer the trainer once made for every task: nothing to restore then.
+        if aux_optimizer is not None and "aux_optimizer" in state:
+            aux_optimizer.load_state_dict(state["aux_optimizer"])
         torch.set_rng_state(state["torch_rng"])
         if self.discriminator is not None:
             if "discriminator" not in state:
@@ -316,14 +292,29 @@ class Trainer:
                 "disc_optimizer": self.disc_optimizer.state_dict()}
 
     def _build_discriminator(self) -> None:
-        self.discriminator: Optional[nn.Module] = None
+        self.discriminator: Optional[nn.Module] = self.task.build_discriminator()
         self.disc_optimizer: Optional[torch.optim.Optimizer] = None
-        if not hasattr(self.task, "build_discriminator"):
+        if self.discriminator is None:
             return
-        self.discriminator = self.task.build_discriminator().to(self.device).train()
+        self.discriminator = self.discriminator.to(self.device).train()
         self.disc_optimizer = torch.optim.Adam(self.discriminator.parameters(),
                                                lr=self.config.disc_lr or self.config.lr,
                                                betas=self.config.adam_betas)
+
+    def _auxiliary_step(self, model: nn.Module, aux_optimizer: torch.optim.Optimizer,
+                        aux_params: list[nn.Parameter]) -> Tensor:
+        """One step of the auxiliary parameters on the task's auxiliary loss (their gradients
+        were zeroed before the step's forward); returns the loss."""
+        aux_loss = self.task.auxiliary_loss(model)
+        if aux_loss.requires_grad:
+            aux_loss.backward()
+            if self.distributed:  # outside DDP's graph: average by hand
+                for p in aux_params:
+                    if p.grad is not None:
+                        dist.all_reduce(p.grad)
+                        p.grad /= self.world_size
+            aux_optimizer.step()
+        return aux_loss.detach()
 
     def _discriminator_step(self, disc_net: nn.Module, batch: Tensor, lr_factor: float,
                             use_amp: bool) -> dict[str, Tensor]:
@@ -403,22 +394,24 @@ class Trainer:
         torch.manual_seed(config.seed + self.rank)
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            with open(self.out / "config.json", "w", encoding="utf-8") as f:
-                json.dump(config.to_dict(), f, indent=2, sort_keys=True)
+            write_atomic(self.out / "config.json", json.dumps(config.to_dict(), indent=2, sort_keys=True).encode(),
+                         force=True)
         model = self.task.build_model().to(self.device).train()
         if config.init:
             self.task.load_init(model, config.init)
         optimizer, aux_optimizer = self._optimizers(model)
         self._build_discriminator()
         start = self._load_checkpoint(model, optimizer, aux_optimizer)
+        aux_params = list(aux_optimizer.param_groups[0]["params"]) if aux_optimizer is not None else []
         if self.distributed:
-            # Start from rank 0's weights. The quantiles are trained by the aux loss,
-            # outside DDP's forward: DDP must not hook them (their gradients are averaged
-            # by hand below).
+            # Start from rank 0's weights. The auxiliary parameters are trained by the aux
+            # loss, outside DDP's forward: DDP must not hook them (their gradients are
+            # averaged by hand below).
             for p in model.state_dict().values():
                 dist.broadcast(p, 0)
+            aux_ids = {id(p) for p in aux_params}
             DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
-                model, [n for n, _ in model.named_parameters() if n.endswith(".quantiles")])
+                model, [n for n, p in model.named_parameters() if id(p) in aux_ids])
             net: nn.Module = DistributedDataParallel(model)
             if self.discriminator is not None:
                 for p in self.discriminator.state_dict().values():
@@ -428,7 +421,6 @@ class Trainer:
         disc_net = self.discriminator
         if self.distributed and disc_net is not None:
             disc_net = DistributedDataParallel(disc_net)
-        quantiles = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
         dataset = self.task.dataset(config.seed + 1_000_003 * self.rank)
         batches = self._batches(dataset, start)
         writer = self._tensorboard()
@@ -449,34 +441,27 @@ class Trainer:
                 group["lr"] = config.lr * lr_factor
             batch = next(batches).to(self.device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
-            aux_optimizer.zero_grad(set_to_none=True)
+            if aux_optimizer is not None:
+                aux_optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_amp):
-                losses = (self.task.training_step(net, batch) if disc_net is None
-                          else self.task.training_step(net, batch, disc_net, step))
+                losses = self.task.training_step(net, batch, disc_net, step)
             losses["loss"].backward()
             if config.clip_max_norm > 0:
                 torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], config.clip_max_norm)
             optimizer.step()
-            aux_loss = model.aux_loss() if hasattr(model, "aux_loss") else torch.zeros(())
-            if aux_loss.requires_grad:
-                aux_loss.backward()
-                if self.distributed:  # outside DDP's graph: average by hand
-                    for q in quantiles:
-                        dist.all_reduce(q.grad)
-                        q.grad /= self.world_size
-                aux_optimizer.step()
+            if aux_optimizer is not None:
+                losses["aux_loss"] = self._auxiliary_step(model, aux_optimizer, aux_params)
             if disc_net is not None:
                 losses.update(self._discriminator_step(disc_net, batch, lr_factor, use_amp))
             # Summed where they live: reading each loss back every step would stall the GPU.
-            for k, v in {**losses, "aux_loss": aux_loss}.items():
+            for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v.detach().float()
             count += 1
             bar.update(1)
             done = step + 1
             if done % config.log_every == 0 or done == config.steps:
                 means = {k: float(v) / count for k, v in sums.items()}
-                # Only the rate the task reports (audio tasks have none in bits per pixel).
-                shown = {k: f"{means[k]:.3f}" for k in ("loss", "bpp", "mel") if k in means}
+                shown = {k: f"{means[k]:.3f}" for k in self.task.progress_keys if k in means}
                 bar.set_postfix(**shown)
                 self._log({"step": done, "split": "train", "lr": optimizer.param_groups[0]["lr"],
                            "seconds": time.perf_counter() - began, "world_size": self.world_size,

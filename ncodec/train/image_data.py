@@ -1,8 +1,10 @@
-"""Training data: a folder of images, random crops and flips.
+"""Training data for images: a folder of images, random crops and flips.
 
-Images are decoded once and kept in memory as uint8 (a 512×512 RGB image is 0.75 MiB, so
-the 183-image training set is ~140 MiB): decoding WebP/PNG every step would cost more CPU
-than a small model's step.
+Images are read through :func:`ncodec.io.read_rgb` (so training takes the files ``ncodec
+encode`` takes: 8-bit RGB or grayscale PNG, JPEG, WebP, upright by their EXIF orientation),
+decoded once and kept in memory as uint8 (a 512×512 RGB image is 0.75 MiB, so the 183-image
+training set is ~140 MiB): decoding WebP/PNG every step would cost more CPU than a small
+model's step.
 """
 
 from __future__ import annotations
@@ -10,18 +12,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
-__all__ = ["IMAGE_SUFFIXES", "ImageFolder", "list_images", "load_rgb"]
+from ncodec.io import IMAGE_SUFFIXES, read_rgb
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm")
+__all__ = ["IMAGE_SUFFIXES", "ImageFolder", "list_images"]
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    """The image files directly in ``folder`` (sorted); ValueError when there are none."""
+    """The image files (:data:`ncodec.io.IMAGE_SUFFIXES`) directly in ``folder``, sorted;
+    ValueError when there are none."""
     root = Path(folder)
     if not root.is_dir():
         raise ValueError(f"image folder {str(root)!r} does not exist")
@@ -29,13 +30,6 @@ def list_images(folder: str | Path) -> list[Path]:
     if not files:
         raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {str(root)!r}")
     return files
-
-
-def load_rgb(path: Path) -> torch.Tensor:
-    """``path`` as uint8 ``[3, H, W]`` (grayscale replicated to RGB, alpha dropped)."""
-    with Image.open(path) as im:
-        arr = np.asarray(im.convert("RGB"))
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
 class ImageFolder(Dataset):
@@ -54,7 +48,7 @@ class ImageFolder(Dataset):
 
     def __init__(self, files: Sequence[Path], patch_size: int, samples_per_epoch: int | None = None,
                  seed: int = 0):
-        self.images = [load_rgb(Path(f)) for f in files]
+        self.images = [read_rgb(Path(f)) for f in files]
         small = [str(f) for f, im in zip(files, self.images) if min(im.shape[1:]) < patch_size]
         if small:
             raise ValueError(f"{len(small)} image(s) smaller than the {patch_size}px crop, e.g. {small[0]}")
