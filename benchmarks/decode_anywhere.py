@@ -60,7 +60,7 @@ def main() -> None:
                 path.write_bytes(data)
                 paths.append(path)
                 try:
-                    reference.append(portability.to_pixels(ncodec.decompress(data)))
+                    reference.append(portability.to_pixels(ncodec.decompress(data).tensor))
                 except Exception as exc:  # the writer's own setting failing is a result too
                     print(f"{path.name}: fails here too: {exc}", file=sys.stderr)
                     reference.append(None)

@@ -46,7 +46,7 @@ def main() -> None:
             for bf16, codec in codecs.items():
                 data = codec.compress(x)
                 sizes[bf16] += len(data)
-                psnrs[bf16].append(psnr_rgb(x, codec.decompress(data)))
+                psnrs[bf16].append(psnr_rgb(x, codec.decompress(data).tensor))
         p32, p16 = (sum(psnrs[k]) / len(files) for k in (False, True))
         print(f"| {q} | {sizes[False]:,} | {sizes[True]:,} | {sizes[True] / sizes[False]:.4f} | "
               f"{p32:.3f} | {p16:.3f} | {p16 - p32:+.3f} |")

@@ -174,7 +174,7 @@ def run_ncodec(codec: ImageCodec, image: torch.Tensor, runs: Runs) -> None:
     t0 = time.perf_counter()
     data = codec.compress(image)
     t1 = time.perf_counter()
-    x_hat = codec.decompress(data)
+    x_hat = codec.decompress(data).tensor
     t2 = time.perf_counter()
     runs.encode.append(t1 - t0)
     runs.decode.append(t2 - t1)
@@ -221,7 +221,7 @@ def measure(arch: str, quality: int, image: torch.Tensor, repeats: int, latent_g
     # The decoder alone: ncodec's own file through the exact (CompressAI) decoding path.
     with torch.inference_mode():
         data = codec.compress(image)
-        decoder_diff = float((codec.decompress(data) - exact.decompress(data)).abs().max())
+        decoder_diff = float((codec.decompress(data).tensor - exact.decompress(data).tensor).abs().max())
     return ArchResult(arch, image_models.ARCHITECTURES[arch].channels(quality), ref_runs, our_runs, diff,
                       decoder_diff, codec.fast, codec.bf16)
 
@@ -272,7 +272,7 @@ def bf16_effect(arch: str, quality: int, images: list[tuple[str, torch.Tensor]],
         for use_bf16, codec in ((False, fp32), (True, bf16)):
             data = codec.compress(img)
             sizes[use_bf16] += len(data)
-            psnrs[use_bf16].append(psnr(codec.decompress(data), x))
+            psnrs[use_bf16].append(psnr(codec.decompress(data).tensor, x))
     changes = [b - a for a, b in zip(psnrs[False], psnrs[True])]
     return Bf16Effect(arch, len(images), sizes[False], sizes[True], statistics.fmean(psnrs[False]),
                       statistics.fmean(psnrs[True]), max(changes, key=abs))

@@ -3,7 +3,7 @@
 >>> import ncodec
 >>> codec = ncodec.load("elic-gdn-vr", quality=3)       # or ncodec.load() for the default
 >>> data = codec.compress(image)                          # uint8 or float [C, H, W] -> bytes
->>> x_hat = ncodec.decompress(data)                       # picks the codec from the header
+>>> x_hat = ncodec.decompress(data).tensor                # picks the codec from the header
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ def list_codecs() -> list:
 
 def load(name: Optional[str] = None, quality: Optional[int] = None, *, device: str = "cpu",
          modality: Optional[str] = None, untrained: bool = False) -> Any:
-    """A codec object: an image codec (``compress(image) -> bytes``, ``decompress(data) ->
-    float [C, H, W]``) or an audio codec (``compress(wav, sample_rate) -> bytes``,
-    ``decompress(data) -> (wav, sample_rate)``).
+    """A codec object (:class:`ncodec.codecs.base.Codec`): ``compress(media) -> bytes`` (an
+    image ``[C, H, W]``; audio ``wav, sample_rate``), ``decompress(data) -> Decoded``,
+    ``encode_file(src, dst)`` / ``decode_file(src, dst)``.
 
     Args:
         name: registry name (see :func:`list_codecs`), or a weights file / run folder from
@@ -38,8 +38,8 @@ def load(name: Optional[str] = None, quality: Optional[int] = None, *, device: s
             modality's default codec.
         quality: quality level, an int among the codec's qualities; default: its default.
         device: "cpu" or "cuda" (where the model runs; the bytes are the same).
-        modality: "image" or "audio": the default codec's modality when ``name`` is None
-            (default "image"), and a check when ``name`` is given.
+        modality: a registered modality ("image", "audio", ...): the default codec's modality
+            when ``name`` is None (default "image"), and a check when ``name`` is given.
         untrained: build a registered architecture that has no trained weights in the
             package (seeded random weights: for tests, not for coding media).
 
@@ -50,14 +50,14 @@ def load(name: Optional[str] = None, quality: Optional[int] = None, *, device: s
     from ncodec.codecs import registry
 
     if name is None:
-        return registry.create(registry.default_codec(modality or "image"), quality, device)
+        return registry.create(registry.default_codec(modality or registry.DEFAULT_MODALITY), quality, device)
     return registry.create(name, quality, device, modality=modality, untrained=untrained)
 
 
 @lru_cache(maxsize=8)
-def _cached(name: str, quality: int, device: str, weights: Optional[tuple] = None) -> Any:
-    # weights: (path, size, mtime_ns), so that a rewritten file is read again.
-    return load(weights[0] if weights else name, quality, device=device, untrained=True)
+def _cached(spec: str, quality: int, device: str, weights_key: Optional[tuple] = None) -> Any:
+    # weights_key: (path, size, mtime_ns), so that a rewritten weights file is read again.
+    return load(spec, quality, device=device, untrained=True)
 
 
 def decompress(data: bytes, *, device: str = "cpu", weights: Optional[str] = None) -> Any:
@@ -70,7 +70,9 @@ def decompress(data: bytes, *, device: str = "cpu", weights: Optional[str] = Non
             not a shipped codec (e.g. from ``ncodec train``).
 
     Returns:
-        an image: float ``[C, H, W]`` in [0, 1]; audio: ``(wav [C, T], sample_rate)``.
+        a :class:`ncodec.codecs.base.Decoded` for every modality: ``.tensor`` (an image float
+        ``[C, H, W]`` in [0, 1]; audio float32 ``[C, T]``), ``.modality``, ``.sample_rate``
+        (audio), ``.frame_rate`` (video) and ``.meta`` (the header's fields).
 
     Raises:
         ncodec.BitstreamError: not an ncodec file, damaged, or made by another model.
@@ -80,26 +82,11 @@ def decompress(data: bytes, *, device: str = "cpu", weights: Optional[str] = Non
     from ncodec.codecs import container, registry
 
     header = container.read_header(data)
-    quality = header.meta.get("quality") if isinstance(header.meta, dict) else None
-    if type(quality) is not int:
-        raise BitstreamError("file header has no integer quality")
     key = None
     if weights is not None:
         path = registry.weights_file(weights)
         stat = os.stat(path)
         key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    else:
-        try:
-            registry.codec_info(header.codec)
-        except ValueError:
-            raise BitstreamError(f"file was made by codec {header.codec!r}, which this ncodec does not have") from None
-    try:
-        codec = _cached(header.codec, quality, str(device), key)
-    except ValueError as exc:
-        raise BitstreamError(f"file needs {header.codec} at quality {quality}: {exc}") from None
-    if codec.name != header.codec:
-        raise BitstreamError(f"file was made by {header.codec!r}, the weights {weights} are {codec.name!r}")
-    if codec.modality != header.modality:
-        raise BitstreamError(f"file header says modality {header.modality!r}, but codec {header.codec!r} codes "
-                             f"{codec.modality}: a forged or damaged header")
+    codec = registry.codec_for_header(header, device=device, weights=weights,
+                                      cache=lambda spec, q, dev: _cached(str(spec), q, dev, key))
     return codec.decompress(data)

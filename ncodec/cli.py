@@ -12,6 +12,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from pathlib import Path
@@ -25,49 +26,24 @@ from ncodec.errors import BitstreamError
 PROG = "ncodec"
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    """Run the demo, print its report, optionally write the figures as JSON."""
-    from ncodec import demo  # imported here so `ncodec --version` stays fast
-
-    report = demo.run_demo(threads=args.threads, progress=False if args.no_progress else None)
-    print(demo.format_report(report))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(report.to_dict(), f, indent=2)
-            f.write("\n")
-        print(f"Figures written to {args.json}")
-    return 0
-
-
-def _add_demo(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser(
-        "demo",
-        help="losslessly code the bundled images and speech with ncodec's range coder",
-        description=(
-            "Losslessly code the bundled real images (PNG) and speech (FLAC) with ncodec's range "
-            "coder, verify every round trip bit for bit, and print sizes, ratios and coder speed."
-        ),
-    )
-    p.add_argument("--threads", type=positive_int, default=None, metavar="N",
-                   help="coder threads (default: all CPUs this process may use)")
-    p.add_argument("--json", metavar="PATH", default=None, help="also write the figures to PATH as JSON")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress bar (by default shown only when stderr is a terminal)")
-    p.set_defaults(handler=_cmd_demo)
-
-
 # --------------------------------------------------------------------------- encode / decode
 
 
-def _expand(inputs: Sequence[str], suffixes: Sequence[str]) -> list[Path]:
-    """Input files, with directories replaced by their files of the given suffixes (sorted)."""
+STDIO = Path("-")
+"""``-`` as INPUT or OUTPUT: standard input or output (one file only)."""
+
+
+def _expand(inputs: Sequence[str], suffixes: Callable[[], Sequence[str]]) -> list[Path]:
+    """Input files, with directories replaced by their files of the given suffixes (sorted;
+    ``suffixes`` is called only when there is a directory)."""
     files: list[Path] = []
     for name in inputs:
         path = Path(name)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes and p.is_file())
+            wanted = tuple(suffixes())
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in wanted and p.is_file())
             if not found:
-                raise ValueError(f"{path}: no {'/'.join(suffixes)} files in this directory")
+                raise ValueError(f"{path}: no {'/'.join(wanted)} files in this directory")
             files.extend(found)
         elif path.is_file():
             files.append(path)
@@ -76,17 +52,14 @@ def _expand(inputs: Sequence[str], suffixes: Sequence[str]) -> list[Path]:
     return files
 
 
-STDIO = Path("-")
-"""``-`` as INPUT or OUTPUT: standard input or output (one file only)."""
-
-
 def _wants_directory(output: str) -> bool:
     return output.endswith(("/", "\\")) or Path(output).is_dir()
 
 
-def _plan(inputs: Sequence[str], output: str, in_suffixes: Sequence[str], out_suffix: str,
-          force: bool = False) -> list[tuple[Path, Path]]:
-    """(source, destination) pairs: one file to one file, or many into the OUTPUT directory.
+def _plan(inputs: Sequence[str], output: str, in_suffixes: Callable[[], Sequence[str]],
+          out_suffix: Callable[[Path], str], force: bool = False) -> list[tuple[Path, Path]]:
+    """(source, destination) pairs: one file to one file, or many into the OUTPUT directory
+    (named ``stem + out_suffix(source)``).
 
     Every destination is checked before any work starts (:func:`ncodec.io.check_output`):
     an existing file needs ``force``, and nothing but a regular file is ever replaced. An
@@ -114,7 +87,7 @@ def _plan(inputs: Sequence[str], output: str, in_suffixes: Sequence[str], out_su
                              "(it is made) or name an existing directory")
         if files == [STDIO]:
             raise ValueError("'-' (standard input) has no name to derive an output file name from; name the output")
-        jobs = [(f, out / (f.stem + out_suffix)) for f in files]
+        jobs = [(f, out / (f.stem + out_suffix(f))) for f in files]
         names = [dst for _, dst in jobs]
         if len(set(names)) != len(names):
             raise ValueError("two inputs would write the same output name; give them distinct names")
@@ -125,14 +98,19 @@ def _plan(inputs: Sequence[str], output: str, in_suffixes: Sequence[str], out_su
     return jobs
 
 
+def _rates(totals: dict[str, list[float]]) -> list[str]:
+    """``{unit: [coded bytes, basis, divisor]}`` as ``"0.412 bpp"`` strings."""
+    return [f"{8 * coded / divisor / basis:.3f} {unit}" for unit, (coded, basis, divisor) in totals.items() if basis]
+
+
 def _run_jobs(jobs: list[tuple[Path, Path]], work: Callable[[Path, Path], dict], what: str,
-             progress: bool = True) -> int:
+              progress: bool = True) -> int:
     """Runs ``work(src, dst) -> stats`` for every job, with a progress bar when there are
     several. Each failure is reported on one line that names the input; in a batch the rest
     go on, then a summary line is printed. Returns the exit status: 0, or 1 if any job failed.
 
-    ``stats`` may hold ``bytes_in``, ``bytes_out``, ``pixels`` (images) and ``seconds``
-    (audio) for the summary's bpp / kbps.
+    ``stats``: ``bytes_in``, ``bytes_out``, ``coded`` (the .ncb file's bytes), ``meta`` (its
+    header's) and ``modality`` (a :class:`ncodec.io.modality.Modality`), for the summary's rates.
     """
     import time
 
@@ -152,8 +130,8 @@ def _run_jobs(jobs: list[tuple[Path, Path]], work: Callable[[Path, Path], dict],
             return 1
         return 0
     start = time.perf_counter()
-    totals = {"bytes_in": 0, "bytes_out": 0, "pixels": 0, "seconds": 0.0}
-    failed = 0
+    bytes_in = bytes_out = failed = 0
+    per_unit: dict[str, list[float]] = {}
     bar = tqdm(jobs, desc=what, unit="file", file=sys.stderr, disable=not (progress and sys.stderr.isatty()))
     for src, dst in bar:
         try:
@@ -162,165 +140,155 @@ def _run_jobs(jobs: list[tuple[Path, Path]], work: Callable[[Path, Path], dict],
             failed += 1
             report(src, exc, lambda text: bar.write(text, file=sys.stderr))
             continue
-        for key in totals:
-            totals[key] += stats.get(key, 0)
-    done = len(jobs) - failed
-    rates = []
-    if totals["pixels"]:
-        rates.append(f"{8 * totals['bytes_out'] / totals['pixels']:.3f} bpp" if what == "encode"
-                     else f"{8 * totals['bytes_in'] / totals['pixels']:.3f} bpp")
-    if totals["seconds"]:
-        coded = totals["bytes_out"] if what == "encode" else totals["bytes_in"]
-        rates.append(f"{8 * coded / 1000 / totals['seconds']:.2f} kbps")
-    print(f"{what}: {done} of {len(jobs)} files done" + (f", {failed} failed" if failed else "")
-          + f"; {totals['bytes_in']:,} bytes in, {totals['bytes_out']:,} bytes out"
-          + (f", {', '.join(rates)}" if rates else "") + f"; {time.perf_counter() - start:.1f} s", file=sys.stderr)
+        bytes_in += stats.get("bytes_in", 0)
+        bytes_out += stats.get("bytes_out", 0)
+        modality = stats.get("modality")
+        basis = modality.basis(stats.get("meta")) if modality is not None else None
+        if basis:
+            total = per_unit.setdefault(modality.rate_unit, [0, 0.0, modality.rate_divisor])
+            total[0] += stats.get("coded", 0)
+            total[1] += basis
+    rates = _rates(per_unit)
+    print(f"{what}: {len(jobs) - failed} of {len(jobs)} files done" + (f", {failed} failed" if failed else "")
+          + f"; {bytes_in:,} bytes in, {bytes_out:,} bytes out" + (f", {', '.join(rates)}" if rates else "")
+          + f"; {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 1 if failed else 0
 
 
-def _codec_for(args: argparse.Namespace, modality: str, cache: dict):
-    """The codec that codes ``modality`` inputs: ``--codec`` if it is one of that modality,
+def _modality(name: str):
+    """The registered modality ``name`` (a plug-in's is known once its codec modules load)."""
+    from ncodec.io.modality import get_modality
+
+    try:
+        return get_modality(name)
+    except ValueError:
+        from ncodec.codecs.registry import load_codec_modules
+
+        load_codec_modules()
+        return get_modality(name)
+
+
+def _input_modality(src: Path, args: argparse.Namespace):
+    """The modality of an input file: by its suffix; standard input: that of ``--codec`` (or
+    of the default codec)."""
+    from ncodec.io.modality import modality_for_path, modalities
+
+    if src == STDIO:
+        from ncodec.codecs import registry
+
+        spec = args.codec or registry.default_codec()
+        return _modality(registry.describe(spec).modality)
+    found = modality_for_path(src)
+    if found is None:
+        from ncodec.codecs.registry import load_codec_modules
+
+        load_codec_modules()  # plug-ins register their modalities with their codecs
+        found = modality_for_path(src)
+    if found is None:
+        known = sorted({s for m in modalities() for s in m.input_suffixes})
+        raise ValueError(f"{src}: not a kind of file ncodec codes (by its suffix: {' '.join(known)})")
+    return found
+
+
+def _input_suffixes() -> list[str]:
+    from ncodec.codecs.registry import load_codec_modules
+    from ncodec.io.modality import modalities
+
+    load_codec_modules()
+    return [s for m in modalities() for s in m.input_suffixes]
+
+
+def _codec_for(args: argparse.Namespace, modality, cache: dict):
+    """The codec that codes ``modality``'s inputs: ``--codec`` if it is one of that modality,
     else the modality's default (one instance per modality and run)."""
-    import ncodec
     from ncodec.codecs import registry
 
-    if modality not in cache:
+    if modality.name not in cache:
         if args.codec is not None and not registry.is_weights_path(args.codec):
             info = registry.codec_info(args.codec)
-            if info.modality != modality:
-                raise ValueError(f"codec {args.codec} codes {info.modality}, this input is {modality}")
-        cache[modality] = ncodec.load(args.codec, args.quality, device=args.device, modality=modality)
-    return cache[modality]
+            if info.modality != modality.name:
+                raise ValueError(f"codec {args.codec} codes {info.modality}, this input is {modality.name}")
+        cache[modality.name] = ncodec.load(args.codec, args.quality, device=args.device, modality=modality.name)
+    return cache[modality.name]
 
 
-def _read_input(src: Path) -> bytes:
-    return sys.stdin.buffer.read() if src == STDIO else src.read_bytes()
-
-
-def _write_output(dst: Path, data: bytes, force: bool) -> None:
-    from ncodec.io import write_atomic
-
-    if dst == STDIO:
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-    else:
-        write_atomic(dst, data, force=force)
-
-
-def measured_rate(meta: object, size: int) -> dict:
-    """The rate a file really costs, from its size and its header: ``{"kbps": ...}`` for
-    audio (needs ``samples`` and ``sample_rate``), ``{"bpp": ...}`` for images; ``{}`` when
-    the header does not say enough."""
-    if not isinstance(meta, dict):
-        return {}
-    samples, rate = meta.get("samples"), meta.get("sample_rate")
-    if type(samples) is int and type(rate) is int and samples > 0 and rate > 0:
-        return {"kbps": round(8 * size / 1000 / (samples / rate), 3)}
-    width, height = meta.get("width"), meta.get("height")
-    if type(width) is int and type(height) is int and width > 0 and height > 0:
-        return {"bpp": round(8 * size / (width * height), 4)}
-    return {}
-
-
-def _speech_warning(codec, src: Path) -> Optional[str]:
-    """A warning when a 16 kHz speech codec is given wideband or multichannel audio (music,
-    most likely): what it will lose, in one line; None otherwise."""
-    from ncodec.io import audio_info
-
-    if codec.sample_rate > 16000:
-        return None
-    channels, _, rate = audio_info(src)
-    if rate <= 2 * codec.sample_rate and channels == 1:
-        return None
-    return (f"{PROG}: warning: {src}: {codec.name} is a {codec.sample_rate // 1000} kHz speech codec; this "
-            f"{rate} Hz, {channels}-channel input (music?) loses everything above {codec.sample_rate // 2000} kHz, "
-            f"and each channel costs the bitrate again")
+def _stdio(path: Path, modality, write: bool):
+    """Standard input / output for ``-``, else the path; a streams-only modality refuses ``-``."""
+    if path != STDIO:
+        return path
+    if modality.streams_only:
+        raise ValueError(f"{modality.name} is coded from and to named files (in bounded memory), not standard "
+                         "input or output; name the files")
+    return sys.stdout.buffer if write else io.BytesIO(sys.stdin.buffer.read())
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
-    import io
-
-    from ncodec.io import AUDIO_SUFFIXES, AUDIO_TRACK_SUFFIXES, IMAGE_SUFFIXES, read_image
-
-    jobs = _plan(args.paths[:-1], args.paths[-1], IMAGE_SUFFIXES + AUDIO_SUFFIXES, ".ncb", force=args.force)
+    jobs = _plan(args.paths[:-1], args.paths[-1], _input_suffixes, lambda _: ".ncb", force=args.force)
     codecs: dict = {}
 
     def encode(src: Path, dst: Path) -> dict:
-        if src != STDIO and src.suffix.lower() in AUDIO_SUFFIXES + AUDIO_TRACK_SUFFIXES:
-            if dst == STDIO:
-                raise ValueError(f"{src}: audio is coded to a file (bounded memory); name the output")
-            codec = _codec_for(args, "audio", codecs)
-            summary = codec.encode_file(src, dst, bitrate=args.bitrate, force=args.force)
-            warning = _speech_warning(codec, src)  # after: a file that cannot be coded gets its error alone
-            if warning:
-                print(warning, file=sys.stderr)
-            seconds = summary["samples"] / summary["sample_rate"]
-            if len(jobs) == 1:
-                print(f"{dst}: {8 * summary['bytes'] / 1000 / seconds:.2f} kbps measured ({summary['channels']} "
-                      f"channel(s) at {summary['bitrate']:g} kbps nominal each), {seconds:.1f} s", file=sys.stderr)
-            return {"bytes_in": src.stat().st_size, "bytes_out": summary["bytes"], "seconds": seconds}
-        if args.bitrate is not None:
-            raise ValueError(f"{src}: --bitrate is for audio; images take --quality")
-        raw = _read_input(src)
-        image = read_image(io.BytesIO(raw) if src == STDIO else src)
-        codec = _codec_for(args, "image", codecs)
-        data = codec.compress(image)
-        _write_output(dst, data, args.force)
-        return {"bytes_in": len(raw), "bytes_out": len(data), "pixels": image.shape[-1] * image.shape[-2]}
+        modality = _input_modality(src, args)
+        codec = _codec_for(args, modality, codecs)
+        options = {"bitrate": args.bitrate} if args.bitrate is not None else {}
+        unknown = sorted(set(options) - set(codec.encode_options))
+        if unknown:
+            raise ValueError(f"--{unknown[0]} is not an option of {codec.name} ({modality.name}); "
+                             f"it takes --quality" + "".join(f", --{o}" for o in codec.encode_options))
+        stats = codec.encode_file(_stdio(src, modality, False), _stdio(dst, modality, True), force=args.force,
+                                  **options)
+        for warning in codec.input_warnings(src):  # after: a file that cannot be coded gets its error alone
+            print(f"{PROG}: warning: {warning}", file=sys.stderr)
+        if len(jobs) == 1 and dst != STDIO:
+            print(f"{dst}: {codec.describe_file(stats['meta'], stats['bytes_out'])}", file=sys.stderr)
+        return {**stats, "coded": stats["bytes_out"], "modality": modality}
 
     return _run_jobs(jobs, encode, "encode", progress=not args.no_progress)
 
 
-def _cmd_decode(args: argparse.Namespace) -> int:
-    import io
-
-    import ncodec
+def _decoded_suffix(src: Path) -> str:
+    """The default output type for ncodec file ``src``: its modality's first output suffix
+    (the default modality's for a file whose header cannot be read: it will fail anyway)."""
     from ncodec.codecs import container
-    from ncodec.io import AUDIO_OUT_SUFFIXES, check_output, image_bytes
+    from ncodec.io.modality import DEFAULT_MODALITY
 
-    output = args.paths[-1]
-    jobs = _plan(args.paths[:-1], output, (".ncb",), ".png", force=args.force)
-    auto_named = {dst for src, dst in jobs if dst == Path(output) / (src.stem + ".png")}
+    try:
+        with open(src, "rb") as f:
+            name = container.read_header(f).modality
+        return _modality(name).output_suffixes[0]
+    except (BitstreamError, ValueError, OSError):
+        return _modality(DEFAULT_MODALITY).output_suffixes[0]
+
+
+def _cmd_decode(args: argparse.Namespace) -> int:
+    from ncodec.codecs import container, registry
+
+    jobs = _plan(args.paths[:-1], args.paths[-1], lambda: (".ncb",), _decoded_suffix, force=args.force)
 
     def decode(src: Path, dst: Path) -> dict:
-        data = _read_input(src) if src == STDIO else None
+        data = sys.stdin.buffer.read() if src == STDIO else None
         with (io.BytesIO(data) if data is not None else open(src, "rb")) as f:
             # Header, trailer and index first (a few small reads): a file that is not a whole
             # container (a valid header followed by junk) is refused before it is read in.
             header = container.ContainerReader(f).header
-        if header.modality == "audio":
-            if src == STDIO or dst == STDIO:
-                raise ValueError("audio decodes from and to named files (WAV/FLAC are written in bounded "
-                                 "memory), not standard input or output")
-            if dst.suffix.lower() not in AUDIO_OUT_SUFFIXES:
-                if dst not in auto_named:
-                    raise ValueError(f"{dst}: audio decodes to {' or '.join(AUDIO_OUT_SUFFIXES)}")
-                dst = dst.with_suffix(".wav")
-                check_output(dst, force=args.force)
-            quality = header.meta.get("quality") if isinstance(header.meta, dict) else None
-            try:
-                codec = ncodec.load(args.weights or header.codec, quality if type(quality) is int else None,
-                                    device=args.device, modality="audio", untrained=True)
-            except ValueError as exc:
-                raise BitstreamError(f"{src}: made by {header.codec!r}, which this ncodec cannot load: {exc}") from None
-            summary = codec.decode_file(src, dst, force=args.force)
-            return {"bytes_in": src.stat().st_size, "bytes_out": dst.stat().st_size,
-                    "seconds": summary["samples"] / summary["sample_rate"]}
-        data = data if data is not None else src.read_bytes()
-        x_hat = ncodec.decompress(data, device=args.device, weights=args.weights)
-        out = image_bytes(x_hat, ".png" if dst == STDIO else (dst.suffix or ".png"))
-        _write_output(dst, out, args.force)
-        return {"bytes_in": len(data), "bytes_out": len(out), "pixels": x_hat.shape[-1] * x_hat.shape[-2]}
+        modality = _modality(header.modality)
+        suffix = modality.output_suffixes[0] if dst == STDIO else dst.suffix.lower()
+        if suffix not in modality.output_suffixes:
+            raise ValueError(f"{dst}: {modality.name} decodes to {' or '.join(modality.output_suffixes)}")
+        source = io.BytesIO(data) if data is not None else _stdio(src, modality, False)
+        codec = registry.codec_for_header(header, device=args.device, weights=args.weights)
+        stats = codec.decode_file(source, _stdio(dst, modality, True), force=args.force, suffix=suffix)
+        return {**stats, "coded": stats["bytes_in"], "modality": modality}
 
     return _run_jobs(jobs, decode, "decode", progress=not args.no_progress)
 
 
 def _add_encode(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser("encode", help="compress images (PNG, JPEG) and audio (WAV, FLAC, OGG, MP3) to .ncb files",
+    p = sub.add_parser("encode", help="compress images (PNG, JPEG, WebP) and audio (WAV, FLAC, OGG, MP3) to .ncb files",
                        description="Compress INPUT (a file, several files or directories) to OUTPUT "
                                    "(a file, or a directory ending in '/' or existing for several inputs; "
-                                   "'-' is standard input/output for one image). Outputs are checked before "
-                                   "any work; a batch goes on past bad files and ends with a summary.")
+                                   "'-' is standard input/output for one image). The codec is picked by the "
+                                   "input's kind (its suffix), or given. Outputs are checked before any work; "
+                                   "a batch goes on past bad files and ends with a summary.")
     p.add_argument("paths", nargs="+", metavar="INPUT... OUTPUT")
     p.add_argument("--codec", default=None,
                    help="codec name (see `ncodec models`), or a weights file / run folder from `ncodec train` "
@@ -339,10 +307,11 @@ def _add_encode(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
 
 
 def _add_decode(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser("decode", help="decompress .ncb files to PNG/JPEG (images) or WAV/FLAC (audio)",
+    p = sub.add_parser("decode", help="decompress .ncb files to PNG/JPEG/WebP (images) or WAV/FLAC (audio)",
                        description="Decompress INPUT (a .ncb file, several, or directories) to OUTPUT "
                                    "(a file, or a directory ending in '/' or existing for several inputs; "
-                                   "'-' is standard input/output for one image file).")
+                                   "'-' is standard input/output for one image file). The codec and the "
+                                   "output's default type come from each file's header.")
     p.add_argument("paths", nargs="+", metavar="INPUT... OUTPUT")
     p.add_argument("--weights", default=None, metavar="PATH",
                    help="the weights file or run folder that made the files, if not a shipped codec")
@@ -356,12 +325,21 @@ def _add_decode(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
 
 # --------------------------------------------------------------------------- info / models
 
+def measured_rate(modality: str, meta: object, size: int) -> dict:
+    """The rate a file really costs, from its size and its header (``{"bpp": ...}``,
+    ``{"kbps": ...}``: the modality's unit); ``{}`` when the header does not say enough."""
+    try:
+        return _modality(modality).measured_rate(meta, size)
+    except ValueError:  # a modality this ncodec does not know
+        return {}
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from ncodec.codecs.container import ContainerReader
 
     with open(args.file, "rb") as f:
         summary = ContainerReader(f).summary()
-    summary.update(measured_rate(summary["meta"], summary["file_size"]))
+    summary.update(measured_rate(summary["modality"], summary["meta"], summary["file_size"]))
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
         return 0
@@ -377,38 +355,31 @@ def _add_info(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> Non
     p.set_defaults(handler=_cmd_info)
 
 
+def _table(headers: tuple, rows: list) -> None:
+    widths = [max(len(str(r[k])) for r in [headers, *rows]) for k in range(len(headers))]
+    for row in [headers, tuple("-" * w for w in widths), *rows]:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
-    def rates(info) -> str:
-        # Nominal rates: bpp measured on the validation images at export, per quality;
-        # audio: the bitrates (kbps) the qualities select.
-        if info.modality == "audio":
-            from ncodec.models.audio import ARCHITECTURES
-
-            return " ".join(f"{q}:{b:g}kbps" for q, b in enumerate(ARCHITECTURES[info.name].bitrates, 1))
-        return " ".join(f"{q}:{info.nominal_bpp[q]:.2f}" for q in info.qualities if q in info.nominal_bpp) or "-"
-
-    def table(headers: tuple, rows: list) -> None:
-        widths = [max(len(str(r[k])) for r in [headers, *rows]) for k in range(len(headers))]
-        for row in [headers, tuple("-" * w for w in widths), *rows]:
-            print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
-
     codecs = ncodec.list_codecs()
-    table(("codec", "modality", "qualities", "nominal rate (quality:rate)", "weights", "description"),
-          [(i.name + (" (default)" if i.default else ""), i.modality,
-            f"{min(i.qualities)}-{max(i.qualities)} (default {i.default_quality})", rates(i), i.weights,
-            i.description) for i in codecs if i.trained])
+    # Rate ladders: validation rates measured at export (images), nominal bitrates (audio).
+    _table(("codec", "modality", "family", "qualities", "rate per quality", "weights", "description"),
+           [(i.name + (" (default)" if i.default else ""), i.modality, i.family,
+             f"{min(i.qualities)}-{max(i.qualities)} (default {i.default_quality})", i.rate_ladder(), i.weights,
+             i.description) for i in codecs if i.trained])
     untrained = [i for i in codecs if not i.trained]
     if untrained:
         print()
         print("Architectures without trained weights here: load your own weights into them "
               "(--codec WEIGHTS, ncodec.load(path)); they are not codecs to pick by name.")
-        table(("architecture", "modality", "qualities", "description"),
-              [(i.name, i.modality, f"{min(i.qualities)}-{max(i.qualities)}", i.description) for i in untrained])
+        _table(("architecture", "modality", "qualities", "description"),
+               [(i.name, i.modality, f"{min(i.qualities)}-{max(i.qualities)}", i.description) for i in untrained])
     return 0
 
 
 def _add_models(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser("models", help="list the shipped codecs and their qualities")
+    p = sub.add_parser("models", help="list the shipped codecs, their qualities and rates")
     p.set_defaults(handler=_cmd_models)
 
 
@@ -419,11 +390,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {ncodec.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    # Both are light to import (no torch); torch loads when they run.
+    # All are light to import (no torch); torch loads when they run.
     from ncodec.eval.command import add_eval_parser
+    from ncodec.eval.demo import add_demo_parser
     from ncodec.train.command import add_train_parser
 
-    for add in (_add_encode, _add_decode, _add_info, _add_models, _add_demo, add_train_parser, add_eval_parser):
+    for add in (_add_encode, _add_decode, _add_info, _add_models, add_demo_parser, add_train_parser, add_eval_parser):
         add(sub)
     return parser
 

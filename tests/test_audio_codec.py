@@ -36,7 +36,8 @@ def test_round_trip_every_bitrate(codec, speech):
     sizes = []
     for kbps in codec.bitrates:
         data = codec.compress(speech, 16000, bitrate=kbps)
-        out, sr = codec.decompress(data)
+        decoded = codec.decompress(data)
+        out, sr = decoded.tensor, decoded.sample_rate
         assert sr == 16000 and out.shape == speech.shape and out.dtype == torch.float32
         assert torch.isfinite(out).all()
         header = ncodec.codecs.container.read_header(data)
@@ -44,7 +45,8 @@ def test_round_trip_every_bitrate(codec, speech):
         sizes.append(len(data))
     assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
     # ncodec.decompress picks the codec from the header
-    out, sr = ncodec.decompress(data)
+    decoded = ncodec.decompress(data)
+    out, sr = decoded.tensor, decoded.sample_rate
     assert out.shape == speech.shape
 
 
@@ -52,7 +54,8 @@ def test_other_rates_and_stereo_restore_shape(codec, speech):
     stereo = torch.cat([speech, 0.5 * speech.flip(-1)])
     for sr in (8000, 22050, 44100, 48000):
         x = AF.resample(stereo, 16000, sr)
-        out, out_sr = codec.decompress(codec.compress(x, sr, bitrate=codec.bitrates[0]))
+        decoded = codec.decompress(codec.compress(x, sr, bitrate=codec.bitrates[0]))
+        out, out_sr = decoded.tensor, decoded.sample_rate
         assert out_sr == sr and out.shape == x.shape
 
 
@@ -88,7 +91,7 @@ def test_streaming_equals_whole_file(codec, speech):
     dec = codec.stream_decoder()
     outs = [dec.push(whole[i:i + 53]) for i in range(0, len(whole), 53)]
     outs.append(dec.close())
-    ref, _ = codec.decompress(whole)
+    ref = codec.decompress(whole).tensor
     torch.testing.assert_close(torch.cat(outs, -1), ref, atol=1e-6, rtol=0)
 
 
@@ -100,7 +103,7 @@ def test_chunks_leave_no_seams(codec, speech):
     assert ncodec.codecs.container.ContainerReader(a).num_chunks >= 10
     tokens = codec.tokenize(speech, 16000, bitrate=kbps)
     assert torch.equal(small.tokenize(speech, 16000, bitrate=kbps), tokens)
-    x1, _ = small.decompress(a)
+    x1 = small.decompress(a).tensor
     whole = codec.model.decode(tokens.unsqueeze(0))[0, :, : speech.shape[-1]]
     torch.testing.assert_close(x1, whole, atol=1e-5, rtol=0)
 

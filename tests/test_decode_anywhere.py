@@ -45,7 +45,7 @@ def encoded(tmp_path_factory):
                 path = folder / f"{name}-q{quality}-{i}.ncb"
                 path.write_bytes(data)
                 paths.append(path)
-                reference.append(portability.to_pixels(ncodec.decompress(data)))
+                reference.append(portability.to_pixels(ncodec.decompress(data).tensor))
     return paths, reference
 
 
@@ -94,6 +94,6 @@ def test_cpu_and_cuda_decode_each_others_files(name):
         cpu, gpu = ncodec.load(name, quality), ncodec.load(name, quality, device="cuda")
         from_cpu, from_gpu = cpu.compress(x), gpu.compress(x)
         for data in (from_cpu, from_gpu):
-            a = portability.to_pixels(cpu.decompress(data))
-            b = portability.to_pixels(gpu.decompress(data))
+            a = portability.to_pixels(cpu.decompress(data).tensor)
+            b = portability.to_pixels(gpu.decompress(data).tensor)
             assert int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max()) <= portability.PIXEL_TOLERANCE

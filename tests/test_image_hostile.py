@@ -107,5 +107,5 @@ def test_self_consistent_extreme_latents_give_finite_pixels():
     n = indexes.numel()
     extremes = torch.tensor([2**31 - 1, -(2**31)], dtype=torch.int32).repeat((n + 1) // 2)[:n]
     forged_y = ncodec_coder.encode(extremes, indexes.reshape(-1), *model._gaussian_table())
-    x_hat = codec.decompress(container.pack(header, [[forged_y, z]]))
+    x_hat = codec.decompress(container.pack(header, [[forged_y, z]])).tensor
     assert torch.isfinite(x_hat).all() and x_hat.min() >= 0 and x_hat.max() <= 1

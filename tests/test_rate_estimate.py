@@ -54,6 +54,6 @@ def test_bytes_match_the_estimate(name):
             # bits in the estimate) cheaper than -log2 p; measured down to 1.8 % under.
             assert coded_bits >= 0.97 * est - header_bits, (name, q, path.name, coded_bits, est)
             # Trained weights: a real reconstruction (untrained ones give < 10 dB).
-            recon = (codec.decompress(data) * 255).round()
+            recon = (codec.decompress(data).tensor * 255).round()
             psnr = 10 * torch.log10(255**2 / torch.mean((recon - image.float()) ** 2))
             assert psnr > 22, (name, q, float(psnr))

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ncodec.cli import main
-from ncodec.models.weights import load_audio_weights, read_audio_metadata
+from ncodec.models.weights import AUDIO_FORMAT, load_weights, read_metadata
 from ncodec.train.audio import AudioTask
 from ncodec.train.trainer import TrainConfig, _lr_factor
 
@@ -86,8 +86,8 @@ def test_cli_train_audio_validates_exports_and_resumes(tmp_path, audio_dirs):
     assert "adv" not in train_lines[1] and "adv" in train_lines[2]
     val = [r for r in lines if r["split"] == "val"][-1]
     assert val["step"] == 3 and val["q1_kbps"] > 0 and "q1_pesq" in val
-    model = load_audio_weights(out / "weights.safetensors")
-    meta = json.loads(read_audio_metadata(out / "weights.safetensors")["training"])
+    model = load_weights(out / "weights.safetensors")
+    meta = json.loads(read_metadata(out / "weights.safetensors", AUDIO_FORMAT)["training"])
     assert meta["steps"] == 3 and meta["arch"] == "tokenizer-16k" and meta["train_files"] == 1
     # The entropy prior was counted on the training file.
     assert float(model.code_counts.sum()) > model.code_counts.numel()
@@ -109,7 +109,7 @@ def test_time_budget_stops_checkpoints_and_exports(tmp_path, audio_dirs):
     assert [r for r in lines if r["split"] == "train"][-1]["step"] == steps
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert state["step"] == steps and state["train_seconds"] >= 1.5
-    assert json.loads(read_audio_metadata(out / "weights.safetensors")["training"])["steps"] == steps
+    assert json.loads(read_metadata(out / "weights.safetensors", AUDIO_FORMAT)["training"])["steps"] == steps
     # Run again: the budget is spent, so it exports at once without training further.
     assert main(args) == 0
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == steps

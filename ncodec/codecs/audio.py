@@ -28,10 +28,8 @@ from __future__ import annotations
 
 import io
 import itertools
-import json
 import math
 import os
-import zlib
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
@@ -40,7 +38,10 @@ import torch
 import torchaudio.functional as AF
 
 from ncodec.codecs import container
-from ncodec.codecs.registry import CodecInfo, register, register_weights_format
+from ncodec.codecs.base import Codec, Decoded
+from ncodec.codecs.meta import MetaField
+from ncodec.codecs.registry import CodecInfo, register, register_weights_loader
+from ncodec.codecs.shipped import describe_training, seeded, shipped_weights, training_info
 from ncodec.entropy import coder
 from ncodec.errors import BitstreamError
 from ncodec.models import audio as audio_models
@@ -56,17 +57,6 @@ MAX_SAMPLE_RATE = 384_000
 # The most frames one chunk may claim: bounds what a hostile file can make the decoder allocate.
 MAX_CHUNK_FRAMES = 1 << 16
 DEFAULT_CHUNK_SECONDS = 10.0
-
-
-def _read_varints(data: bytes, count: int) -> list[int]:
-    """``count`` varints (the container's LEB128) filling ``data`` exactly."""
-    values, pos = [], 0
-    for _ in range(count):
-        value, pos = container._read_varint(data, pos, "audio chunk head")
-        values.append(value)
-    if pos != len(data):
-        raise BitstreamError("audio chunk head has trailing bytes")
-    return values
 
 
 def _as_channels_first(wav: AudioInput) -> torch.Tensor:
@@ -254,6 +244,7 @@ class StreamEncoder:
             meta["samples"] = int(samples)
         header = container.Header(codec=codec.name, fingerprint=codec.fingerprint, modality="audio",
                                   substreams=SUBSTREAMS, meta=meta)
+        self.meta = header.meta
         self._sink = io.BytesIO()
         self._writer = container.ContainerWriter(self._sink, header)
         self._resampler = StreamResampler(self.sample_rate, codec.sample_rate, channels)
@@ -280,7 +271,7 @@ class StreamEncoder:
             hop = self.codec.hop
             valid = min(n * hop, self._model_samples - self._written_frames * hop) if final and not rest.shape[-1] \
                 else n * hop
-            self._writer.add_chunk([container._varint(n) + container._varint(valid), self.codec.code_bytes(chunk)])
+            self._writer.add_chunk([container.pack_ints((n, valid)), self.codec.code_bytes(chunk)])
             self._written_frames += n
 
     def push(self, wav: AudioInput) -> bytes:
@@ -363,13 +354,17 @@ class StreamDecoder:
 
     def _start(self) -> None:
         if self.meta is None:
-            self.meta = self.codec.check_header(self._reader.header)
-            self._resampler = StreamResampler(self.codec.sample_rate, self.meta["sample_rate"],
-                                              self.meta["channels"])
+            self.begin(self.codec.check_header(self._reader.header))
+
+    def begin(self, meta: dict) -> None:
+        """Start decoding chunks of a file whose header's checked ``meta`` is given (for
+        callers that parse the container themselves, e.g. :meth:`AudioCodec.decode_chunks`)."""
+        self.meta = meta
+        self._resampler = StreamResampler(self.codec.sample_rate, meta["sample_rate"], meta["channels"])
 
     def _decode_chunk(self, substreams: list[bytes]) -> torch.Tensor:
         meta = self.meta
-        frames, valid = _read_varints(substreams[0], 2)
+        frames, valid = container.unpack_ints(substreams[0], 2, "audio chunk head")
         if not 1 <= frames <= min(meta["chunk_frames"], MAX_CHUNK_FRAMES) or valid > frames * self.codec.hop:
             raise BitstreamError(f"audio chunk claims {frames} frames and {valid} samples")
         if self._model_samples != self._frames * self.codec.hop:
@@ -382,14 +377,20 @@ class StreamDecoder:
         return self._limit(self._resampler.push(wav))
 
     def close(self) -> torch.Tensor:
+        """Checks that the file ended with its index and trailer; returns the last samples."""
         self._reader.close()
         if self.meta is None:
             raise BitstreamError("the stream ended before its header")
+        return self.finish()
+
+    def finish(self) -> torch.Tensor:
+        """The samples the resampler still holds, once every chunk is decoded."""
         return self._limit(self._resampler.flush())
 
 
-class AudioCodec:
-    """A learned audio codec (one model, every bitrate it offers).
+class AudioCodec(Codec):
+    """A learned audio codec (one model, every bitrate it offers; the
+    :class:`~ncodec.codecs.base.Codec` interface).
 
     Args:
         name: registry name, written in every file.
@@ -406,6 +407,14 @@ class AudioCodec:
     """
 
     modality = "audio"
+    substreams = SUBSTREAMS
+    encode_options = ("bitrate",)
+    meta_schema = {
+        "quality": MetaField(int, lo=1), "sample_rate": MetaField(int, lo=1000, hi=MAX_SAMPLE_RATE),
+        "channels": MetaField(int, lo=1, hi=MAX_CHANNELS), "n_q": MetaField(int, lo=1),
+        "chunk_frames": MetaField(int, lo=1, hi=MAX_CHUNK_FRAMES), "model_sample_rate": MetaField(int),
+        "samples": MetaField(int, lo=0, required=False), "bitrate": MetaField(float, required=False),
+    }
 
     def __init__(self, name: str, model: audio_models.AudioCodecModel, quality: int = 1,
                  device: torch.device | str = "cpu", *, chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
@@ -424,12 +433,11 @@ class AudioCodec:
         self.chunk_frames = max(1, round(chunk_seconds * self.frame_rate))
         self.block_frames = max(1, round(block_seconds * self.frame_rate))
         self.fingerprint = self._fingerprint()
-        counts = self.model.code_counts.detach().double().cpu()
-        # One table row per codebook; the escape symbol is never used (codes are in range).
-        self._cdfs = coder.pmf_to_quantized_cdf(counts / counts.sum(1, keepdim=True),
-                                                tail_mass=torch.full((counts.shape[0],), 1e-9))
-        self._cdf_lengths = torch.full((counts.shape[0],), counts.shape[1] + 2, dtype=torch.int32)
-        self._offsets = torch.zeros(counts.shape[0], dtype=torch.int32)
+        from ncodec.entropy.stage import CategoricalStage
+
+        # One frequency prior per codebook (params: codebook index); codes are in 0 .. K-1,
+        # so the escape is never coded, and a decoded escape is a BitstreamError.
+        self._code_stage = CategoricalStage.from_counts(self.model.code_counts, tail_mass=1e-9)
 
     def __repr__(self) -> str:
         return f"AudioCodec({self.name!r}, {self.sample_rate} Hz, bitrates={list(self.bitrates)} kbps)"
@@ -444,16 +452,14 @@ class AudioCodec:
     def code_bytes(self, codes: torch.Tensor) -> bytes:
         """Range-code ``codes [C, n_q, F]`` with the per-codebook tables."""
         c, n_q, f = codes.shape
-        indexes = torch.arange(n_q, dtype=torch.int32).view(1, n_q, 1).expand(c, n_q, f)
-        return coder.encode(codes.to(torch.int32), indexes, self._cdfs, self._cdf_lengths, self._offsets)
+        codebooks = torch.arange(n_q, dtype=torch.int32).view(1, n_q, 1).expand(c, n_q, f)
+        return self._code_stage.encode(codes, codebooks)
 
     def decode_codes(self, data: bytes, channels: int, n_q: int, frames: int) -> torch.Tensor:
         """Inverse of :meth:`code_bytes`; int64 ``[channels, n_q, frames]``."""
-        indexes = torch.arange(n_q, dtype=torch.int32).view(1, n_q, 1).expand(channels, n_q, frames)
-        codes = coder.decode(data, indexes.contiguous(), self._cdfs, self._cdf_lengths, self._offsets)
-        if int(codes.max()) >= self.arch.codebook_size or int(codes.min()) < 0:
-            raise BitstreamError("audio codes out of range (escape symbol in the stream)")
-        return codes.long()
+        codebooks = torch.arange(n_q, dtype=torch.int32).view(1, n_q, 1).expand(channels, n_q, frames)
+        # BitstreamError on a foreign stream and on codes outside 0 .. codebook_size-1.
+        return self._code_stage.decode(data, codebooks).long()
 
     # ---------------------------------------------------------------- whole signals
 
@@ -484,20 +490,18 @@ class AudioCodec:
         parts.append(enc.close())
         return b"".join(parts)
 
-    def decompress(self, data: bytes) -> tuple[torch.Tensor, int]:
-        """Decode a file of this codec: float32 ``[C, T]`` and its sample rate (those of the
-        input to :meth:`compress`).
-
-        Raises:
-            ncodec.BitstreamError: not an ncodec file, damaged, or made by another codec/model.
-        """
+    def decode_chunks(self, header: container.Header, meta: dict, chunks: list[list[bytes]]) -> Decoded:
+        """The audio of a checked file: float32 ``[C, T]`` at its ``sample_rate`` (those of the
+        input to :meth:`compress`). Files are decoded chunk by chunk, as :class:`StreamDecoder`
+        does; :meth:`decode_file` does it in bounded memory."""
         dec = self.stream_decoder()
+        dec.begin(meta)
         try:
-            out = [dec.push(bytes(data))]
-            out.append(dec.close())
+            pieces = [dec._decode_chunk(chunk) for chunk in chunks]
+            pieces.append(dec.finish())
         except (RuntimeError, IndexError) as exc:
             raise BitstreamError(f"file does not fit the {self.name} model: {exc}") from None
-        return torch.cat(out, -1), dec.sample_rate
+        return Decoded(torch.cat(pieces, -1), "audio", sample_rate=meta["sample_rate"], meta=meta)
 
     # ---------------------------------------------------------------- tokens
 
@@ -530,32 +534,50 @@ class AudioCodec:
 
     # ---------------------------------------------------------------- files
 
+    def input_warnings(self, src: str | os.PathLike) -> list[str]:
+        """A warning when a 16 kHz speech codec gets wideband or multichannel audio (music,
+        most likely): what it will lose."""
+        from ncodec.io import audio_info
+
+        if self.sample_rate > 16000:
+            return []
+        channels, _, rate = audio_info(src)
+        if rate <= 2 * self.sample_rate and channels == 1:
+            return []
+        return [f"{src}: {self.name} is a {self.sample_rate // 1000} kHz speech codec; this {rate} Hz, "
+                f"{channels}-channel input (music?) loses everything above {self.sample_rate // 2000} kHz, and "
+                f"each channel costs the bitrate again"]
+
+    def describe_file(self, meta: dict, size: int) -> str:
+        """Measured kbps, with the nominal bitrate per channel and the duration."""
+        seconds = meta["samples"] / meta["sample_rate"]
+        return (f"{8 * size / 1000 / seconds:.2f} kbps measured ({meta['channels']} channel(s) at "
+                f"{meta['bitrate']:g} kbps nominal each), {seconds:.1f} s")
+
     def encode_file(self, src: str | os.PathLike, dst: str | os.PathLike, *, bitrate: Optional[float] = None,
                     force: bool = False, block_seconds: float = 10.0) -> dict:
         """Code audio file ``src`` into ncodec file ``dst`` in bounded memory; returns its summary."""
-        from ncodec.io import audio_info, check_output, iter_audio_blocks
+        from ncodec.io import atomic_output, audio_info, iter_audio_blocks
 
         target = Path(dst)
-        check_output(target, force=force)
-        channels, frames, sr = audio_info(src)
-        enc = self.stream_encoder(sr, channels, bitrate=bitrate, samples=frames)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.part")
-        try:
+        with atomic_output(target, force=force) as tmp:  # checks dst before the input is read
+            channels, frames, sr = audio_info(src)
+            enc = self.stream_encoder(sr, channels, bitrate=bitrate, samples=frames)
             with open(tmp, "wb") as f:
                 for block in iter_audio_blocks(src, max(1, int(block_seconds * sr))):
                     f.write(enc.push(block))
                 f.write(enc.close())
-            check_output(target, force=force)  # something may have appeared there meanwhile
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return {"samples": frames, "sample_rate": sr, "channels": channels, "bytes": target.stat().st_size,
-                "n_q": enc.n_q, "bitrate": enc.bitrate}
+        size = target.stat().st_size
+        return {"bytes_in": Path(src).stat().st_size, "bytes_out": size, "meta": enc.meta, "samples": frames,
+                "sample_rate": sr, "channels": channels, "bytes": size, "n_q": enc.n_q, "bitrate": enc.bitrate}
 
     def decode_file(self, src: str | os.PathLike, dst: str | os.PathLike, *, force: bool = False,
-                    read_bytes: int = 1 << 16) -> dict:
-        """Decode ncodec file ``src`` into a WAV/FLAC ``dst`` in bounded memory."""
+                    suffix: Optional[str] = None, read_bytes: int = 1 << 16) -> dict:
+        """Decode ncodec file ``src`` into a WAV/FLAC ``dst`` in bounded memory.
+
+        ``suffix``, if given, must be ``dst``'s: the file type comes from its name."""
+        if suffix is not None and Path(dst).suffix.lower() != suffix.lower():
+            raise ValueError(f"{dst}: audio is written as the file type its name says, not {suffix}")
         from ncodec.io import AudioWriter
 
         dec = self.stream_decoder()
@@ -573,95 +595,61 @@ class AudioCodec:
                 y = dec.close()
                 w.write(y)
                 samples += y.shape[-1]
-        return {"samples": samples, "sample_rate": dec.sample_rate, "channels": dec.channels}
+        return {"bytes_in": Path(src).stat().st_size, "bytes_out": Path(dst).stat().st_size, "meta": dec.meta,
+                "samples": samples, "sample_rate": dec.sample_rate, "channels": dec.channels}
 
     # ---------------------------------------------------------------- header
 
-    def check_header(self, header: container.Header) -> dict:
-        """The header's meta after checking it belongs to this codec and is sane."""
-        if header.modality != "audio":
-            raise BitstreamError(f"file holds {header.modality}, not audio")
-        if header.codec != self.name:
-            raise BitstreamError(f"file was made by codec {header.codec!r}, this codec is {self.name!r}")
-        if header.fingerprint != self.fingerprint:
-            raise BitstreamError(f"file was made by a {header.codec} model with fingerprint {header.fingerprint}, "
-                                 f"the loaded model has {self.fingerprint}: if other weights made it (e.g. from "
-                                 f"`ncodec train`), decode with `ncodec decode --weights PATH` or "
-                                 f"ncodec.decompress(data, weights=PATH)")
-        if tuple(header.substreams) != SUBSTREAMS:
-            raise BitstreamError(f"audio file substreams are {list(header.substreams)}, expected {list(SUBSTREAMS)}")
-        meta = header.meta
-        ints = {"sample_rate": (1000, MAX_SAMPLE_RATE), "channels": (1, MAX_CHANNELS),
-                "n_q": (1, self.arch.n_q), "chunk_frames": (1, MAX_CHUNK_FRAMES),
-                "model_sample_rate": (self.sample_rate, self.sample_rate)}
-        for key, (lo, hi) in ints.items():
-            v = meta.get(key)
-            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-                raise BitstreamError(f"audio file header has an invalid {key}: {v!r}")
-        samples = meta.get("samples")
-        if samples is not None and (not isinstance(samples, int) or isinstance(samples, bool) or samples < 0):
-            raise BitstreamError(f"audio file header has an invalid samples count: {samples!r}")
+    def check_meta(self, meta: dict, header: container.Header) -> dict:
+        """Fields that depend on the model: its rate and codebook count."""
+        if meta["model_sample_rate"] != self.sample_rate:
+            raise BitstreamError(f"audio file header has an invalid model_sample_rate: {meta['model_sample_rate']!r}")
+        if meta["n_q"] > self.arch.n_q:
+            raise BitstreamError(f"audio file header has an invalid n_q: {meta['n_q']!r}")
         return meta
 
 
 # -------------------------------------------------------------------- registry
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+
 # Shipped audio codecs: registry name -> architecture; the first with weights is the default.
 SHIPPED = ("speech-rvq-16k", "tokenizer-16k", "audio-rvq-24k")
-
-
-def shipped_weights(arch: str) -> Optional[Path]:
-    path = WEIGHTS_DIR / f"{arch}.safetensors"
-    return path if path.is_file() else None
-
-
-def _training_info(path: Optional[Path]) -> dict:
-    return json.loads(weights_io.read_audio_metadata(path).get("training", "{}")) if path else {}
 
 
 def _factory(arch: str):
     def build(quality: int, device: torch.device) -> AudioCodec:
         path = shipped_weights(arch)
         if path is not None:
-            model = weights_io.load_audio_weights(path, arch=arch)
+            model = weights_io.load_weights(path, arch=arch)
         else:
-            # Untrained: seeded, so every machine builds the same model (a shape to train).
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(zlib.crc32(arch.encode()))
-                model = audio_models.build_audio_model(arch)
+            model = seeded(arch, lambda: audio_models.build_audio_model(arch))  # a shape to train
         return AudioCodec(arch, model, quality, device)
 
     return build
 
 
-def _describe(arch: str, info: dict) -> str:
-    if not info:
-        return "random init (untrained)"
-    return f"trained {info.get('steps')} steps ({info.get('device', '?')})"
+def _codec_info(arch: str, path: Optional[Path], *, default: bool = False, description: str = "") -> CodecInfo:
+    spec = audio_models.ARCHITECTURES[arch]
+    qualities = tuple(range(1, len(spec.bitrates) + 1))
+    return CodecInfo(name=arch, modality="audio", qualities=qualities, default_quality=len(spec.bitrates),
+                     default=default, description=description or spec.description,
+                     weights=describe_training(training_info(path)), rate_unit="kbps",
+                     rates={q: float(b) for q, b in zip(qualities, spec.bitrates)}, trained=path is not None)
 
 
 def _from_weights(path: Path, quality: Optional[int], device: torch.device) -> tuple[CodecInfo, "AudioCodec"]:
     """An audio weights file (``ncodec train audio``'s export) as (its CodecInfo, a codec)."""
-    meta = weights_io.read_audio_metadata(path)
+    meta = weights_io.read_metadata(path, weights_io.AUDIO_FORMAT)
     arch = meta.get("arch")
     if arch not in audio_models.ARCHITECTURES:
         raise ValueError(f"{path}: weights of an unknown audio architecture {arch!r}")
     spec = audio_models.ARCHITECTURES[arch]
-    qualities = tuple(range(1, len(spec.bitrates) + 1))
-    info = CodecInfo(name=arch, modality="audio", qualities=qualities, default_quality=len(spec.bitrates),
-                     default=False, description=f"{spec.description} (weights {path})",
-                     weights=_describe(arch, _training_info(path)))
-    q = len(spec.bitrates) if quality is None else quality
-    return info, AudioCodec(arch, weights_io.load_audio_weights(path, arch=arch), q, device)
+    info = _codec_info(arch, path, description=f"{spec.description} (weights {path})")
+    q = info.default_quality if quality is None else quality
+    return info, AudioCodec(arch, weights_io.load_weights(path, arch=arch), q, device)
 
 
-register_weights_format(weights_io.AUDIO_FORMAT, _from_weights)
+register_weights_loader(weights_io.AUDIO_FORMAT, _from_weights)
 _default = next((a for a in SHIPPED if shipped_weights(a)), SHIPPED[0])
 for _arch in SHIPPED:
-    _spec = audio_models.ARCHITECTURES[_arch]
-    _info = _training_info(shipped_weights(_arch))
-    register(CodecInfo(name=_arch, modality="audio", qualities=tuple(range(1, len(_spec.bitrates) + 1)),
-                       default_quality=len(_spec.bitrates), default=_arch == _default,
-                       description=_spec.description, weights=_describe(_arch, _info),
-                       trained=shipped_weights(_arch) is not None), _factory(_arch))
+    register(_codec_info(_arch, shipped_weights(_arch), default=_arch == _default), _factory(_arch))

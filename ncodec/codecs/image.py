@@ -9,8 +9,6 @@ entropy models are ncodec's, see ncodec.entropy.models).
 
 from __future__ import annotations
 
-import json
-import zlib
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -19,7 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from ncodec.codecs import container
-from ncodec.codecs.registry import CodecInfo, register, register_weights_format
+from ncodec.codecs.base import Codec, Decoded, FileLike
+from ncodec.codecs.meta import MetaField
+from ncodec.codecs.registry import CodecInfo, register, register_weights_loader
+from ncodec.codecs.shipped import describe_training, recorded_rates, seeded, shipped_weights, training_info
 from ncodec.errors import BitstreamError
 from ncodec.models import image as image_models
 from ncodec.models import weights as weights_io
@@ -128,8 +129,8 @@ def to_float_batch(x: ImageInput) -> tuple[torch.Tensor, int]:
     return batch, c
 
 
-class ImageCodec:
-    """A learned image codec at one quality.
+class ImageCodec(Codec):
+    """A learned image codec at one quality (the :class:`~ncodec.codecs.base.Codec` interface).
 
     Args:
         name: registry name, written in every file.
@@ -152,6 +153,11 @@ class ImageCodec:
     """
 
     modality = "image"
+    meta_schema = {
+        "width": MetaField(int, lo=1, hi=1 << 16), "height": MetaField(int, lo=1, hi=1 << 16),
+        "channels": MetaField(int, choices=(1, 3)), "quality": MetaField(int, lo=0),
+        "latent_shape": MetaField(object), "format": MetaField(int, required=False),
+    }
 
     def __init__(self, name: str, quality: int, model: torch.nn.Module, device: torch.device | str = "cpu",
                  *, fast: bool = True, bf16: bool | None = None):
@@ -212,15 +218,8 @@ class ImageCodec:
 
     # ---------------------------------------------------------------- decoding
 
-    def decompress(self, data: bytes) -> torch.Tensor:
-        """Decode a file of this codec to float ``[C, H, W]`` in [0, 1] on the codec's device.
-
-        Raises:
-            ncodec.BitstreamError: not an ncodec file, damaged, or made by another codec,
-                quality or model (fingerprint mismatch).
-        """
-        header, chunks = container.unpack(data)
-        meta = self._check_header(header)
+    def decode_chunks(self, header: container.Header, meta: dict, chunks: list[list[bytes]]) -> Decoded:
+        """The image of a checked file: float ``[C, H, W]`` in [0, 1] on the codec's device."""
         if len(chunks) != 1:
             raise BitstreamError(f"an image file has 1 chunk, this one has {len(chunks)}")
         h, w, c = meta["height"], meta["width"], meta["channels"]
@@ -245,36 +244,34 @@ class ImageCodec:
         if x_hat.shape[-2] < h or x_hat.shape[-1] < w:
             raise BitstreamError(f"decoded {tuple(x_hat.shape[-2:])} is smaller than the recorded {h}x{w}")
         x_hat = x_hat[0, :, :h, :w]
-        return x_hat.mean(0, keepdim=True) if c == 1 else x_hat
+        return Decoded(x_hat.mean(0, keepdim=True) if c == 1 else x_hat, "image", meta=meta)
 
-    def _check_header(self, header: container.Header) -> dict:
-        if header.codec != self.name:
-            raise BitstreamError(f"file was made by codec {header.codec!r}, this codec is {self.name!r}")
+    def check_format(self, header: container.Header) -> None:
         check_image_format(header)
-        if header.fingerprint != self.fingerprint:
-            raise BitstreamError(
-                f"file was made by a {header.codec} model with fingerprint {header.fingerprint}, "
-                f"the loaded model (quality {self.quality}) has {self.fingerprint}: if other weights made it "
-                f"(e.g. from `ncodec train`), decode with `ncodec decode --weights PATH` or "
-                f"ncodec.decompress(data, weights=PATH)")
-        meta = header.meta
-        for key in ("width", "height", "channels", "quality", "latent_shape"):
-            if key not in meta:
-                raise BitstreamError(f"image file header lacks {key!r}")
-        if type(meta["quality"]) is not int or meta["quality"] != self.quality:
+
+    def check_meta(self, meta: dict, header: container.Header) -> dict:
+        if meta["quality"] != self.quality:
             # Variable-rate models share weights (and the fingerprint) across qualities.
             raise BitstreamError(f"file was coded at quality {meta['quality']!r}, this codec is quality "
                                  f"{self.quality} (ncodec.decompress picks the right one)")
-        if not all(type(meta[k]) is int and 0 < meta[k] <= 1 << 16 for k in ("width", "height")):
-            raise BitstreamError(f"image file header has an invalid size {meta['width']}x{meta['height']}")
         if meta["width"] * meta["height"] > MAX_PIXELS:
             raise BitstreamError(f"image file claims {meta['height']}x{meta['width']} pixels, "
                                  f"more than the {MAX_PIXELS:,}-pixel limit")
-        if type(meta["channels"]) is not int or meta["channels"] not in (1, 3):
-            raise BitstreamError(f"image file header has {meta['channels']} channels, expected 1 or 3")
-        if len(header.substreams) < 1:
-            raise BitstreamError("image file has no substreams")
         return meta
+
+    # ---------------------------------------------------------------- files
+
+    def read_file(self, src: FileLike) -> torch.Tensor:
+        """An image file (PNG, JPEG, WebP; a path or binary file) as uint8 ``[C, H, W]``."""
+        from ncodec.io import read_image
+
+        return read_image(src)
+
+    def file_bytes(self, decoded: Decoded, suffix: str) -> bytes:
+        """The decoded image as a ``suffix`` file (PNG, lossless WebP, JPEG at quality 95, ...)."""
+        from ncodec.io import image_bytes
+
+        return image_bytes(decoded.tensor, suffix)
 
 
 def check_image_format(header: container.Header) -> None:
@@ -299,39 +296,6 @@ def check_image_format(header: container.Header) -> None:
 
 # -------------------------------------------------------------------- registry
 
-# Trained weights shipped inside the package: <arch>.safetensors (ncodec.models.weights).
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
-
-
-def shipped_weights(arch: str) -> Optional[Path]:
-    """The weights file shipped for ``arch``, or None (then the codec is randomly initialised)."""
-    path = WEIGHTS_DIR / f"{arch}.safetensors"
-    return path if path.is_file() else None
-
-
-def _training_info(path: Optional[Path]) -> dict:
-    return json.loads(weights_io.read_metadata(path).get("training", "{}")) if path else {}
-
-
-def _describe_training(info: dict) -> str:
-    """One line from a weights file's training metadata, for ``ncodec models``."""
-    if not info:
-        return "random init (untrained)"
-    return f"trained {info.get('steps')} steps ({info.get('device', '?')}) on {info.get('data', '?')}"
-
-
-def _nominal_bpp(info: dict, qualities: tuple[int, ...]) -> dict[int, float]:
-    """Validation bpp per quality recorded at export (``q<k>_bpp``, or ``bpp``)."""
-    val = info.get("val", {})
-    rates = {q: val.get(f"q{q}_bpp") for q in qualities}
-    if not any(rates.values()) and "bpp" in val and len(qualities) == 1:
-        rates = {qualities[0]: val["bpp"]}
-    return {q: round(float(v), 4) for q, v in rates.items() if v}
-
-
-def _seed(name: str, quality: int) -> int:
-    return zlib.crc32(f"{name}/q{quality}".encode())
-
 
 def _factory(arch: str):
     def build(quality: int, device: torch.device) -> ImageCodec:
@@ -339,12 +303,10 @@ def _factory(arch: str):
         if path is not None:
             model = weights_io.load_weights(path, arch=arch)
         else:
-            # No trained weights: seeded per (codec, quality), so that every machine builds
-            # the same model and files decode anywhere (CompressAI-compatible architectures
-            # to load your own checkpoints into, not useful codecs as they are).
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(_seed(arch, quality))
-                model = image_models.build_image_model(arch, **image_models.ARCHITECTURES[arch].channels(quality))
+            # Seeded per (codec, quality): CompressAI-compatible architectures to load your own
+            # checkpoints into, not useful codecs as they are.
+            spec = image_models.ARCHITECTURES[arch]
+            model = seeded(f"{arch}/q{quality}", lambda: image_models.build_image_model(arch, **spec.channels(quality)))
             model.update(force=True)
         return ImageCodec(arch, quality, model, device)
 
@@ -353,6 +315,16 @@ def _factory(arch: str):
 
 def _default_image_codec() -> str:
     return next((name for name in TRAINED_DEFAULTS if shipped_weights(name)), DEFAULT_IMAGE_CODEC)
+
+
+def _codec_info(arch: str, path: Optional[Path], qualities: tuple[int, ...], default_quality: int, *,
+                default: bool = False, description: str = "") -> CodecInfo:
+    spec = image_models.ARCHITECTURES[arch]
+    record = training_info(path)
+    return CodecInfo(name=arch, modality="image", qualities=qualities, default_quality=default_quality,
+                     default=default, description=description or spec.description,
+                     weights=describe_training(record), rate_unit="bpp", rates=recorded_rates(record, qualities),
+                     trained=path is not None)
 
 
 def _from_weights(path: Path, quality: Optional[int], device: torch.device) -> tuple[CodecInfo, ImageCodec]:
@@ -366,23 +338,15 @@ def _from_weights(path: Path, quality: Optional[int], device: torch.device) -> t
     spec = image_models.ARCHITECTURES[arch]
     trained_at = int(meta["quality"])
     qualities = spec.qualities if spec.variable_rate else (trained_at,)
-    q = quality if quality is not None else (3 if spec.variable_rate else trained_at)
+    default_quality = 3 if spec.variable_rate else trained_at
+    q = default_quality if quality is None else quality
     if q not in qualities:
         raise ValueError(f"{path}: weights for qualities {list(qualities)}, not {q}")
-    info_json = _training_info(path)
-    info = CodecInfo(name=arch, modality="image", qualities=qualities, default_quality=3 if spec.variable_rate
-                     else trained_at, default=False, description=f"{spec.description} (weights {path})",
-                     weights=_describe_training(info_json), nominal_bpp=_nominal_bpp(info_json, qualities))
+    info = _codec_info(arch, path, qualities, default_quality, description=f"{spec.description} (weights {path})")
     return info, ImageCodec(arch, q, weights_io.load_weights(path, arch=arch), device)
 
 
-register_weights_format(weights_io.FORMAT, _from_weights)
+register_weights_loader(weights_io.FORMAT, _from_weights)
 for _arch, _spec in image_models.ARCHITECTURES.items():
-    _info = _training_info(shipped_weights(_arch))
-    register(
-        CodecInfo(name=_arch, modality="image", qualities=_spec.qualities, default_quality=3,
-                  default=_arch == _default_image_codec(), description=_spec.description,
-                  weights=_describe_training(_info), nominal_bpp=_nominal_bpp(_info, _spec.qualities),
-                  trained=shipped_weights(_arch) is not None),
-        _factory(_arch),
-    )
+    register(_codec_info(_arch, shipped_weights(_arch), _spec.qualities, 3, default=_arch == _default_image_codec()),
+             _factory(_arch))

@@ -1,8 +1,12 @@
-"""Registry of the codecs ncodec ships: names, modalities, qualities, defaults, factories.
+"""Registry of ncodec's codecs: names, modalities, rate ladders, defaults, factories.
 
-Each modality module (``ncodec.codecs.image``, ``ncodec.codecs.audio``) registers its codecs
-when imported, and a loader for its weights files (:func:`register_weights_format`);
-:func:`ncodec.load`, :func:`ncodec.decompress`, ``ncodec models`` and the CLI read them here.
+Every module of the ``ncodec.codecs`` package is imported on first use (and every module
+named by an ``ncodec.codecs`` entry point of an installed distribution); a module that
+defines codecs registers them here (:func:`register`), its modality
+(:func:`ncodec.io.modality.register_modality`) and a loader for its weights files
+(:func:`register_weights_loader`). So a new codec family is one new module: nothing shared
+lists it. :func:`ncodec.load`, :func:`ncodec.decompress`, ``ncodec models``, the CLI and
+``ncodec eval`` read the registry.
 
 A *codec spec* is a registry name or a weights path: a ``.safetensors`` file that ``ncodec
 train`` exported, or a run folder holding ``weights.safetensors``; the file's metadata names
@@ -13,33 +17,43 @@ to load checkpoints into, not codecs to pick: :func:`create` refuses them unless
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
-
 import importlib
 import os
+import pkgutil
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable, Optional
 
 import torch
 
-__all__ = ["CodecInfo", "check_device", "codec_info", "create", "default_codec", "describe", "is_weights_path",
-           "list_codecs", "register", "register_weights_format", "weights_file"]
+__all__ = ["DEFAULT_MODALITY", "FAMILIES", "CodecInfo", "check_device", "codec_for_header", "codec_info", "create",
+           "default_codec", "describe", "is_weights_path", "list_codecs", "load_codec_modules", "register",
+           "register_weights_loader", "unregister", "weights_file"]
+
+FAMILIES = ("amortized", "overfitted")
+"""How a codec gets its latents: an encoder network run once (amortized), or a network and
+latents fitted to each signal at encode time (overfitted, INR-style)."""
+from ncodec.io.modality import DEFAULT_MODALITY  # noqa: E402 (re-exported: ncodec.load's default modality)
 
 
 @dataclass(frozen=True)
 class CodecInfo:
-    """What a shipped codec is.
+    """What a registered codec is.
 
     Attributes:
         name: registry name, also written in every file's header (e.g. "mbt2018-mean").
-        modality: "image", "audio" or "video".
-        qualities: the quality levels it has weights for (higher = more bits, better fidelity).
+        modality: the registered modality it codes ("image", "audio", ...).
+        qualities: the quality levels it offers (higher = more bits, better fidelity).
         default_quality: used when no quality is given.
         default: whether this is the default codec of its modality (one per modality).
         description: one line for ``ncodec models``.
         weights: where its weights come from (e.g. "random init (untrained)").
-        nominal_bpp: ``{quality: bits per pixel}`` measured on the validation images when
-            the weights were exported (empty for untrained codecs).
+        rate_unit: the unit of :attr:`rates`: "bpp" (bits per pixel), "kbps" (per channel),
+            or "kbps@WxH" (video at a resolution).
+        rates: its rate ladder ``{quality: rate in rate_unit}``: measured on validation data
+            when the weights were exported, or the nominal rate a quality selects (audio);
+            empty when unknown (untrained codecs).
+        family: "amortized" (an encoder network) or "overfitted" (fitted per signal).
         trained: whether trained weights ship with it (else :func:`create` needs
             ``untrained=True``).
     """
@@ -51,8 +65,24 @@ class CodecInfo:
     default: bool
     description: str
     weights: str
-    nominal_bpp: dict[int, float] = field(default_factory=dict)
+    rate_unit: str = ""
+    rates: dict[int, float] = field(default_factory=dict)
+    family: str = "amortized"
     trained: bool = True
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"{self.name}: family {self.family!r} is not one of {FAMILIES}")
+        if self.default_quality not in self.qualities:
+            raise ValueError(f"{self.name}: default quality {self.default_quality} is not among {self.qualities}")
+        if self.rates and not self.rate_unit:
+            raise ValueError(f"{self.name}: a rate ladder needs its unit (rate_unit)")
+
+    def rate_ladder(self) -> str:
+        """The rate ladder as text, ``"1:0.12 2:0.20 (bpp)"``; ``"-"`` when unknown."""
+        if not self.rates:
+            return "-"
+        return " ".join(f"{q}:{self.rates[q]:.3g}" for q in self.qualities if q in self.rates) + f" ({self.rate_unit})"
 
 
 Factory = Callable[[int, torch.device], Any]
@@ -64,7 +94,7 @@ WEIGHTS_FILE = "weights.safetensors"
 """The weights file in a training run's output folder."""
 
 
-def register_weights_format(fmt: str, loader: WeightsLoader) -> None:
+def register_weights_loader(fmt: str, loader: WeightsLoader) -> None:
     """Let weights files whose metadata ``format`` is ``fmt`` be loaded as codecs by ``loader``."""
     _WEIGHTS_FORMATS[fmt] = loader
 
@@ -73,7 +103,7 @@ def is_weights_path(spec: str | os.PathLike) -> bool:
     """Whether a codec spec names a weights file or run folder rather than a registry name
     (a registered name always means the registered codec)."""
     text = os.fspath(spec)
-    _ensure_loaded()
+    load_codec_modules()
     if text in _CODECS:
         return False
     return text.endswith(".safetensors") or os.sep in text or "/" in text or Path(text).exists()
@@ -97,7 +127,7 @@ def weights_file(spec: str | os.PathLike) -> Path:
 def _load_weights(spec: str | os.PathLike, quality: Optional[int], device: torch.device) -> tuple[CodecInfo, Any]:
     from safetensors import safe_open
 
-    _ensure_loaded()
+    load_codec_modules()
     path = weights_file(spec)
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -110,37 +140,56 @@ def _load_weights(spec: str | os.PathLike, quality: Optional[int], device: torch
 
 
 def register(info: CodecInfo, factory: Factory) -> None:
-    """Add a codec; ``factory(quality, device)`` builds a codec object ready to use."""
+    """Add a codec; ``factory(quality, device)`` builds a codec object
+    (:class:`ncodec.codecs.base.Codec`) ready to use."""
     if info.name in _CODECS:
         raise ValueError(f"codec {info.name!r} is registered twice")
-    if info.default_quality not in info.qualities:
-        raise ValueError(f"{info.name}: default quality {info.default_quality} is not among {info.qualities}")
     if info.default and any(i.default and i.modality == info.modality for i, _ in _CODECS.values()):
         raise ValueError(f"a second default codec for modality {info.modality!r}: {info.name}")
     _CODECS[info.name] = (info, factory)
 
 
-MODALITY_MODULES: tuple[str, ...] = ("ncodec.codecs.audio", "ncodec.codecs.image")
-"""The modules that register codecs when imported: a new modality adds its module here and
-plugs in through :func:`register` / :func:`register_weights_format` (the registry itself
-imports none of them, so it stays the one shared leaf they all depend on)."""
+def unregister(name: str) -> None:
+    """Remove codec ``name`` (plug-ins and tests that register codecs of their own)."""
+    _CODECS.pop(name, None)
 
 
-def _ensure_loaded() -> None:
-    # Imported on first use, by name: keeps `import ncodec` (and a failing CLI call) light.
-    for name in MODALITY_MODULES:
-        importlib.import_module(name)
+ENTRY_POINT_GROUP = "ncodec.codecs"
+"""Installed distributions may name modules that register codecs under this entry-point group."""
+_LOADED = False
+
+
+def load_codec_modules() -> None:
+    """Import every module of the ``ncodec.codecs`` package and every ``ncodec.codecs`` entry
+    point, once: each registers what it defines. The registry imports none of them by name,
+    so it stays the shared leaf they all depend on and a new codec module needs no listing."""
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True  # first: a module that uses the registry while it is imported must not recurse
+    import ncodec.codecs as package
+    from importlib.metadata import entry_points
+
+    try:
+        for module in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"{package.__name__}.{module.name}")
+        for point in entry_points(group=ENTRY_POINT_GROUP):
+            importlib.import_module(point.value)
+    except BaseException:
+        _LOADED = False  # a later call tries again and raises the same error, not a half registry
+        raise
+
 
 
 def list_codecs() -> list[CodecInfo]:
     """Every shipped codec, sorted by modality then name."""
-    _ensure_loaded()
+    load_codec_modules()
     return sorted((info for info, _ in _CODECS.values()), key=lambda i: (i.modality, i.name))
 
 
 def codec_info(name: str) -> CodecInfo:
     """The entry of codec ``name``; ValueError naming the known codecs if there is none."""
-    _ensure_loaded()
+    load_codec_modules()
     if name not in _CODECS:
         known = ", ".join(sorted(_CODECS))
         raise ValueError(f"unknown codec {name!r}; known codecs: {known} (or give a weights file or run folder)")
@@ -155,9 +204,9 @@ def describe(spec: str | os.PathLike) -> CodecInfo:
     return _load_weights(spec, None, torch.device("cpu"))[0]
 
 
-def default_codec(modality: str) -> str:
+def default_codec(modality: str = DEFAULT_MODALITY) -> str:
     """Name of the default codec of ``modality``."""
-    _ensure_loaded()
+    load_codec_modules()
     for info, _ in _CODECS.values():
         if info.default and info.modality == modality:
             return info.name
@@ -215,3 +264,43 @@ def create(name: str | os.PathLike, quality: Optional[int] = None, device: torch
     if q not in info.qualities:
         raise ValueError(f"{name} has qualities {list(info.qualities)}, not {quality}")
     return _CODECS[name][1](q, dev)
+
+
+def codec_for_header(header: Any, *, device: torch.device | str = "cpu", weights: Optional[str | os.PathLike] = None,
+                     cache: Optional[Callable[..., Any]] = None) -> Any:
+    """The codec that decodes a file with this container header: the registered codec it
+    names at its quality, or the model in ``weights`` (a weights file or run folder, for files
+    of models that are not shipped); the header's codec and modality are checked against it.
+
+    Args:
+        header: the file's :class:`ncodec.codecs.container.Header`.
+        device: where to decode.
+        weights: a weights path, when the file's model is not a shipped codec.
+        cache: optional ``cache(spec, quality, device) -> codec`` (e.g. memoised :func:`create`).
+
+    Raises:
+        ncodec.BitstreamError: no integer quality, a codec this ncodec does not have, a quality
+            it lacks, or weights / modality that do not match the header.
+    """
+    from ncodec.errors import BitstreamError
+
+    meta = header.meta if isinstance(header.meta, dict) else {}
+    quality = meta.get("quality")
+    if type(quality) is not int:
+        raise BitstreamError("file header has no integer quality")
+    if weights is None:
+        try:
+            codec_info(header.codec)
+        except ValueError:
+            raise BitstreamError(f"file was made by codec {header.codec!r}, which this ncodec does not have") from None
+    build = cache or (lambda spec, q, dev: create(spec, q, dev, untrained=True))
+    try:
+        codec = build(weights if weights is not None else header.codec, quality, str(device))
+    except ValueError as exc:
+        raise BitstreamError(f"file needs {header.codec} at quality {quality}: {exc}") from None
+    if codec.name != header.codec:
+        raise BitstreamError(f"file was made by {header.codec!r}, the weights {weights} are {codec.name!r}")
+    if codec.modality != header.modality:
+        raise BitstreamError(f"file header says modality {header.modality!r}, but codec {header.codec!r} codes "
+                             f"{codec.modality}: a forged or damaged header")
+    return codec

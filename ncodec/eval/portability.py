@@ -99,7 +99,7 @@ def _worker(out: str, files: Iterable[str]) -> None:
     errors: dict[str, str] = {}
     for i, path in enumerate(files):
         try:
-            arrays[f"f{i}"] = to_pixels(ncodec.decompress(Path(path).read_bytes()))
+            arrays[f"f{i}"] = to_pixels(ncodec.decompress(Path(path).read_bytes()).tensor)
         except Exception as exc:  # reported to the parent, which counts it as a failure
             errors[str(i)] = f"{type(exc).__name__}: {exc}"
     info = {"capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),

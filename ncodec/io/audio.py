@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
+from ncodec.io.modality import Modality, register_modality
+
 if TYPE_CHECKING:  # torch loads in the functions that need it: a CLI call that fails early never pays for it
     import torch
 
@@ -281,3 +283,13 @@ class AudioWriter:
             raise
         # With an exception: the temporary file is removed and the exception goes on (not swallowed).
         output.__exit__(exc_type, exc, tb)
+
+
+# The audio modality: coded from and to named files, in bounded memory; rates in kbps.
+def _seconds(meta: dict) -> float:
+    return meta["samples"] / meta["sample_rate"]  # a file's kilobits over its seconds: kbps
+
+
+register_modality(Modality("audio", input_suffixes=AUDIO_SUFFIXES, output_suffixes=AUDIO_OUT_SUFFIXES,
+                           rate_unit="kbps", rate_basis=_seconds, rate_divisor=1000, streams_only=True,
+                           also_reads=AUDIO_TRACK_SUFFIXES))

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, BinaryIO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ncodec.io.modality import Modality, register_modality
+
 if TYPE_CHECKING:  # torch loads in the functions that need it: a CLI call that fails early never pays for it
     import torch
 
@@ -101,3 +103,13 @@ def image_bytes(x: torch.Tensor, suffix: str) -> bytes:
     options = {"JPEG": {"quality": 95}, "WEBP": {"lossless": True}}.get(kind, {})
     Image.fromarray(array).save(buf, format=kind, **options)
     return buf.getvalue()
+
+
+# The image modality: what the CLI, ncodec eval and ncodec info need to know of image files.
+def _pixels(meta: dict) -> float:
+    return meta["width"] * meta["height"]  # a file's bits over its pixels: bpp
+
+
+register_modality(Modality("image", input_suffixes=IMAGE_SUFFIXES,
+                           output_suffixes=(".png", ".webp", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"),
+                           rate_unit="bpp", rate_basis=_pixels))

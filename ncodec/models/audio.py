@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from ncodec.models.quantizers import ResidualVectorQuantizer
 from ncodec.models.seanet import SEANetDecoder, SEANetEncoder
+from ncodec.models.weights import WeightsFormat, register_weights_format
 
 __all__ = ["ARCHITECTURES", "AudioArch", "AudioCodecModel", "build_audio_model"]
 
@@ -149,3 +150,26 @@ def build_audio_model(arch: str, **kwargs) -> AudioCodecModel:
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown audio architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
     return AudioCodecModel(ARCHITECTURES[arch], **kwargs)
+
+
+# ----------------------------------------------------------------------------- weights files
+
+def _rebuild_ema_sums(model: nn.Module, state: dict[str, Tensor]) -> list[str]:
+    # The EMA sums are training state (= codebook * cluster_size): not stored, rebuilt here.
+    filled = []
+    for key in model.state_dict():
+        if key.endswith(".embed_sum"):
+            prefix = key[: -len("embed_sum")]
+            state[key] = state[prefix + "codebook"] * state[prefix + "cluster_size"].unsqueeze(1)
+            filled.append(key)
+    return filled
+
+
+register_weights_format(WeightsFormat(
+    name="ncodec-audio-weights-v1",
+    architectures=lambda: ARCHITECTURES,
+    build=lambda meta: build_audio_model(meta["arch"]),
+    # Weight-norm parametrizations are stored as they are (original0 / original1).
+    skip=(".embed_sum",),
+    complete=_rebuild_ema_sums,
+))

@@ -30,6 +30,7 @@ from ncodec.models.checkerboard import VariableRateCheckerboard
 from ncodec.models.fingerprint import state_fingerprint
 from ncodec.models.hyperprior import ExactMeanScaleHyperprior, ExactScaleHyperprior
 from ncodec.models.variable_rate import VariableRateMeanScaleHyperprior
+from ncodec.models.weights import WeightsFormat, register_weights_format
 
 __all__ = [
     "ARCHITECTURES",
@@ -210,3 +211,26 @@ def estimate_bits(model: nn.Module, x: Tensor, quality: int | None = None) -> fl
     finally:
         model.train(was_training)
     return float(sum(-torch.log2(p.double()).sum() for p in likelihoods.values()))
+
+
+# ----------------------------------------------------------------------------- weights files
+
+def _late_buffers(model: nn.Module, state: dict[str, Tensor]) -> list[str]:
+    # Files exported before ncodec 0.2 lack the fixed-point gains of variable-rate models:
+    # derived on load (from this machine's exp(); re-export the file to pin them).
+    late = [k for k in ("exact_gain", "exact_ungain") if k in model.state_dict() and k not in state]
+    state.update({k: model.state_dict()[k] for k in late})
+    return late
+
+
+register_weights_format(WeightsFormat(
+    name="ncodec-image-weights-v1",
+    architectures=lambda: ARCHITECTURES,
+    build=lambda meta: build_image_model(meta["arch"], N=int(meta["N"]), M=int(meta["M"])),
+    metadata=lambda arch, quality: {"quality": str(int(quality)),
+                                    **{k: str(v) for k, v in ARCHITECTURES[arch].channels(quality).items()}},
+    # Tables from the fp16-rounded parameters: loading never rebuilds them.
+    before_export=lambda model: model.update(force=True),
+    complete=_late_buffers,
+    after_load=lambda model, late: model.update_exact_gains() if late else None,
+))

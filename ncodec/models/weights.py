@@ -1,29 +1,104 @@
-"""Model weights as safetensors files (image and audio models): save (export) and load, no pickles.
+"""Model weights as safetensors files, for every modality: export and load, no pickles.
 
-A weights file holds the model's whole ``state_dict``: float parameters in fp16 (or fp32)
-and the entropy models' integer CDF tables exactly as ``update()`` built them from those
-same fp16-rounded parameters. Loading therefore never rebuilds tables, so the tables (and
-the model fingerprint) are the same on every machine and device. Metadata (strings) give
-the architecture, quality, N, M and how the weights were trained.
+A weights file holds a model's ``state_dict`` (float parameters in fp16 or fp32, buffers
+exact: entropy tables, code counts, fixed-point gains) and string metadata: ``format`` (which
+kind of model, e.g. ``ncodec-image-weights-v1``), ``arch`` (its architecture), ``training``
+(JSON: how it was trained) and what its format adds (an image model's quality, N and M).
+Loading never rebuilds what was exported, so tables and fingerprints are the same on every
+machine and device.
+
+Each model family describes its files once, as a :class:`WeightsFormat` registered by its
+module (:mod:`ncodec.models.image`, :mod:`ncodec.models.audio`); :func:`export_weights`,
+:func:`read_metadata` and :func:`load_weights` serve every format. A file of format
+``ncodec-<kind>-weights-v<n>`` whose module is not imported yet is served by importing
+``ncodec.models.<kind>``.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-__all__ = ["export_weights", "load_weights", "read_metadata"]
+__all__ = ["WeightsFormat", "export_weights", "load_weights", "read_any_metadata", "read_metadata",
+           "register_weights_format", "round_half"]
 
 FORMAT = "ncodec-image-weights-v1"
+"""Image models' format (kept as a name: files carry it)."""
+AUDIO_FORMAT = "ncodec-audio-weights-v1"
+"""Audio models' format."""
 
 
-def _half_state(model: nn.Module, half: bool, skip: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
+def _nothing(*_args: Any) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class WeightsFormat:
+    """How one family of models is stored.
+
+    Attributes:
+        name: the metadata ``format`` value.
+        architectures: the ``arch`` names it stores (to pick the format at export).
+        build: ``metadata -> model``: an untrained model of the file's architecture and size.
+        metadata: ``(arch, quality) -> extra metadata`` written at export (strings), e.g. N, M.
+        before_export: ``model -> None``, run on the fp16-rounded model before its state is
+            taken (e.g. rebuilding entropy tables from the rounded parameters).
+        skip: suffixes of state keys that are training state, not written.
+        complete: ``(model, state) -> filled keys``: fills ``state`` (as read) with what the
+            file does not store (the skipped keys, or buffers added since), before it is loaded.
+        after_load: ``(model, filled_keys) -> None``, run after loading.
+    """
+
+    name: str
+    architectures: Callable[[], Mapping[str, Any]]
+    build: Callable[[dict[str, str]], nn.Module]
+    metadata: Callable[[str, Optional[int]], dict[str, str]] = lambda arch, quality: {}
+    before_export: Callable[[nn.Module], None] = _nothing
+    skip: tuple[str, ...] = ()
+    complete: Callable[[nn.Module, dict[str, torch.Tensor]], list[str]] = lambda model, state: []
+    after_load: Callable[[nn.Module, list[str]], None] = _nothing
+
+
+_FORMATS: dict[str, WeightsFormat] = {}
+_FORMAT_NAME = re.compile(r"ncodec-([a-z][a-z0-9_]*)-weights-v\d+")
+
+
+def register_weights_format(fmt: WeightsFormat) -> None:
+    """Let :func:`export_weights` / :func:`load_weights` serve models of ``fmt``."""
+    _FORMATS[fmt.name] = fmt
+
+
+def _format(name: str, path: str | Path) -> WeightsFormat:
+    if name not in _FORMATS:
+        match = _FORMAT_NAME.fullmatch(name or "")
+        if match:  # its family's module registers it when imported
+            try:
+                importlib.import_module(f"ncodec.models.{match.group(1)}")
+            except ImportError:
+                pass
+    if name not in _FORMATS:
+        raise ValueError(f"{path}: not an ncodec weights file this ncodec reads (format {name!r})")
+    return _FORMATS[name]
+
+
+def round_half(model: nn.Module) -> None:
+    """Round ``model``'s float parameters to fp16 values in place (what an fp16 export keeps)."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.is_floating_point():
+                p.copy_(p.half().float())
+
+
+def _state(model: nn.Module, half: bool, skip: tuple[str, ...]) -> dict[str, torch.Tensor]:
     """``model``'s state for a weights file: trained float parameters in fp16 when ``half``,
     buffers exact; keys ending in ``skip`` left out."""
     parameters = {name for name, _ in model.named_parameters()}
@@ -38,142 +113,77 @@ def _half_state(model: nn.Module, half: bool, skip: tuple[str, ...] = ()) -> dic
     return state
 
 
-def _save(state: dict[str, torch.Tensor], path: str | Path, meta: dict[str, str]) -> None:
-    """Write a safetensors file atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=meta)
-    tmp.replace(path)
-
-
-def _metadata(path: str | Path, fmt: str, what: str) -> dict[str, str]:
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as exc:  # safetensors raises its own error types for damaged headers
-        raise ValueError(f"{path}: not a safetensors weights file ({exc})") from None
-    if meta.get("format") != fmt:
-        raise ValueError(f"{path}: not an ncodec {what} weights file (format {meta.get('format')!r})")
-    return meta
-
-
-def _read_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """All tensors of ``path``, floats as fp32."""
-    with safe_open(str(path), framework="pt") as f:
-        state = {k: f.get_tensor(k) for k in f.keys()}
-    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-
-
-def export_weights(model: nn.Module, path: str | Path, *, arch: str, quality: int,
+def export_weights(model: nn.Module, path: str | Path, *, arch: str, quality: Optional[int] = None,
                    info: Mapping[str, Any] | None = None, half: bool = True) -> dict[str, str]:
-    """Write ``model``'s weights to ``path`` (a ``.safetensors`` file).
+    """Write ``model`` (of architecture ``arch``; ``quality`` for families that record it) to
+    ``path``, a ``.safetensors`` file written atomically.
 
     Float parameters are rounded to fp16 when ``half`` (in ``model`` too, so the model you
-    keep is the one you ship), then ``update(force=True)`` rebuilds the CDF tables from the
-    rounded values and everything is saved; buffers (bounds, tables) keep their dtype. ``info`` (JSON-serialisable: λ, steps, data,
-    hardware) goes into the metadata under ``"training"``. Returns the metadata.
-    """
-    from ncodec.models import image as image_models  # audio weights need no image stack
+    keep is the one you ship; buffers keep their dtype: they hold exact constants, e.g. a
+    likelihood bound of 1e-9 that fp16 would round to 0), then the format's
+    ``before_export`` runs. ``info`` (JSON-serialisable: λ, steps, data, hardware) goes into
+    the metadata under ``"training"``. Returns the metadata.
 
-    if arch not in image_models.ARCHITECTURES:
-        raise ValueError(f"unknown image architecture {arch!r}")
+    Raises:
+        ValueError: ``arch`` is not an architecture of a registered format.
+    """
+    fmt = next((f for f in _FORMATS.values() if arch in f.architectures()), None)
+    if fmt is None:
+        raise ValueError(f"unknown architecture {arch!r}")
     model = model.cpu().eval()
-    # Only trained parameters go to fp16: buffers hold exact constants (the likelihood bound
-    # 1e-9 would round to 0 in fp16, the scale bound 0.11 to 0.10999, the scale table).
     if half:
         round_half(model)
-    model.update(force=True)
-    sizes = image_models.ARCHITECTURES[arch].channels(quality)
-    state = _half_state(model, half)
-    meta = {"format": FORMAT, "arch": arch, "quality": str(int(quality)), "N": str(sizes["N"]),
-            "M": str(sizes["M"]), "training": json.dumps(dict(info or {}), sort_keys=True)}
-    _save(state, path, meta)
+    fmt.before_export(model)
+    meta = {"format": fmt.name, "arch": arch, **fmt.metadata(arch, quality),
+            "training": json.dumps(dict(info or {}), sort_keys=True)}
+    from ncodec.io import atomic_output
+
+    with atomic_output(path, force=True) as tmp:
+        save_file(_state(model, half, fmt.skip), str(tmp), metadata=meta)
     return meta
 
 
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The metadata of a weights file (ValueError if it is not one)."""
-    return _metadata(path, FORMAT, "image")
+def _metadata(path: str | Path) -> dict[str, str]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types for damaged headers
+        raise ValueError(f"{path}: not a safetensors weights file ({exc})") from None
+
+
+def read_any_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of any ncodec weights file (ValueError if it is not one)."""
+    meta = _metadata(path)
+    if not str(meta.get("format", "")).startswith("ncodec-"):
+        raise ValueError(f"{path}: not an ncodec weights file (format {meta.get('format')!r})")
+    return meta
+
+
+def read_metadata(path: str | Path, fmt: Optional[str] = FORMAT) -> dict[str, str]:
+    """The metadata of a weights file of format ``fmt`` (None: any ncodec format); ValueError
+    if it is not one."""
+    meta = read_any_metadata(path)
+    if fmt is not None and meta.get("format") != fmt:
+        raise ValueError(f"{path}: not an ncodec {fmt} weights file (format {meta.get('format')!r})")
+    return meta
 
 
 def load_weights(path: str | Path, *, arch: str | None = None, quality: int | None = None) -> nn.Module:
-    """The model stored in ``path``, in fp32 eval mode with its CDF tables, ready to code.
+    """The model stored in ``path``, whatever its format: fp32, eval mode, ready to code.
 
     ``arch`` / ``quality``, when given, must match the file's metadata (ValueError).
     """
-    meta = read_metadata(path)
-    if arch is not None and meta["arch"] != arch:
-        raise ValueError(f"{path}: weights are for {meta['arch']!r}, not {arch!r}")
-    if quality is not None and int(meta["quality"]) != quality:
-        raise ValueError(f"{path}: weights are for quality {meta['quality']}, not {quality}")
-    from ncodec.models import image as image_models
-
-    model = image_models.build_image_model(meta["arch"], N=int(meta["N"]), M=int(meta["M"]))
-    state = _read_state(path)
-    # Files exported before ncodec 0.2 lack the fixed-point gains of variable-rate models:
-    # derive them here (from this machine's exp(); re-export the file to pin them).
-    late = [k for k in ("exact_gain", "exact_ungain") if k in model.state_dict() and k not in state]
-    state.update({k: model.state_dict()[k] for k in late})
-    # CompressAI's load_state_dict resizes the (initially empty) CDF-table buffers.
-    model.load_state_dict(state)
-    if late:
-        model.update_exact_gains()
-    return model.eval()
-
-
-# ----------------------------------------------------------------------------- audio
-
-AUDIO_FORMAT = "ncodec-audio-weights-v1"
-
-
-def round_half(model: nn.Module) -> None:
-    """Round ``model``'s float parameters to fp16 values in place (what an fp16 export keeps)."""
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.is_floating_point():
-                p.copy_(p.half().float())
-
-
-def export_audio_weights(model: nn.Module, path: str | Path, *, arch: str,
-                         info: Mapping[str, Any] | None = None, half: bool = True) -> dict[str, str]:
-    """Write an :class:`~ncodec.models.audio.AudioCodecModel` to ``path`` (safetensors).
-
-    Parameters go to fp16 when ``half`` (rounded in ``model`` too); buffers (EMA codebooks,
-    code counts) keep their dtype. Weight-norm parametrizations are stored as they are
-    (``original0`` / ``original1``). ``info`` goes into the metadata under ``"training"``.
-    """
-    from ncodec.models import audio as audio_models
-
-    if arch not in audio_models.ARCHITECTURES:
-        raise ValueError(f"unknown audio architecture {arch!r}")
-    model = model.cpu().eval()
-    if half:
-        round_half(model)
-    # The EMA sums are training state (= codebook * cluster_size): rebuilt on load.
-    state = _half_state(model, half, skip=(".embed_sum",))
-    meta = {"format": AUDIO_FORMAT, "arch": arch, "training": json.dumps(dict(info or {}), sort_keys=True)}
-    _save(state, path, meta)
-    return meta
-
-
-def read_audio_metadata(path: str | Path) -> dict[str, str]:
-    """The metadata of an audio weights file (ValueError if it is not one)."""
-    return _metadata(path, AUDIO_FORMAT, "audio")
-
-
-def load_audio_weights(path: str | Path, *, arch: str | None = None) -> nn.Module:
-    """The :class:`~ncodec.models.audio.AudioCodecModel` in ``path``, fp32, eval mode."""
-    from ncodec.models import audio as audio_models
-
-    meta = read_audio_metadata(path)
-    if arch is not None and meta["arch"] != arch:
-        raise ValueError(f"{path}: weights are for {meta['arch']!r}, not {arch!r}")
-    model = audio_models.build_audio_model(meta["arch"])
-    state = _read_state(path)
-    for key in model.state_dict():
-        if key.endswith(".embed_sum"):
-            prefix = key[: -len("embed_sum")]
-            state[key] = state[prefix + "codebook"] * state[prefix + "cluster_size"].unsqueeze(1)
-    model.load_state_dict(state)
+    meta = read_any_metadata(path)
+    fmt = _format(meta["format"], path)
+    if arch is not None and meta.get("arch") != arch:
+        raise ValueError(f"{path}: weights are for {meta.get('arch')!r}, not {arch!r}")
+    if quality is not None and int(meta.get("quality", -1)) != quality:
+        raise ValueError(f"{path}: weights are for quality {meta.get('quality')}, not {quality}")
+    model = fmt.build(meta)
+    with safe_open(str(path), framework="pt") as f:
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    filled = fmt.complete(model, state)
+    model.load_state_dict(state)  # CompressAI's resizes the (initially empty) CDF-table buffers
+    fmt.after_load(model, filled)
     return model.eval()

@@ -136,7 +136,7 @@ class AudioTask(BaseTask):
     def load_init(self, model: nn.Module, path: str) -> None:
         from ncodec.models import weights as weights_io
 
-        init = weights_io.load_audio_weights(path)
+        init = weights_io.load_weights(path)
         if init.arch != self.arch:
             raise ValueError(f"{path} holds another audio architecture than {self.arch_name}")
         model.load_state_dict(init.state_dict())
@@ -260,7 +260,7 @@ class AudioTask(BaseTask):
         info = {**info, "arch": self.arch_name, "train_files": len(self.train_files),
                 "code_entropy_bits": [round(float(e), 3) for e in entropy],
                 "bits_per_code": math.log2(self.arch.codebook_size)}
-        weights_io.export_audio_weights(model, path, arch=self.arch_name, info=info)
+        weights_io.export_weights(model, path, arch=self.arch_name, info=info)
         return path
 
 

@@ -1,0 +1,71 @@
+"""Weights that ship inside the package, and the seeded models of architectures without them.
+
+Each codec module registers its architectures with what it reads here: whether trained
+weights ship for an architecture (:func:`shipped_weights`), the training record stored in
+a weights file (:func:`training_info`, :func:`describe_training`), the validation rates
+recorded at export (:func:`recorded_rates`), and, for an architecture with no weights,
+a model initialised from a seed that depends only on its name and quality
+(:func:`seeded`), so that every machine builds the same model and its files decode
+anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+from typing import Callable, Optional, TypeVar
+
+import torch
+
+__all__ = ["WEIGHTS_DIR", "describe_training", "recorded_rates", "seeded", "shipped_weights", "training_info"]
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+"""Trained weights shipped inside the package: ``<architecture>.safetensors``."""
+
+Model = TypeVar("Model")
+
+
+def shipped_weights(arch: str) -> Optional[Path]:
+    """The weights file shipped for architecture ``arch``, or None."""
+    path = WEIGHTS_DIR / f"{arch}.safetensors"
+    return path if path.is_file() else None
+
+
+def training_info(path: Optional[Path]) -> dict:
+    """The ``training`` record (JSON) in a weights file's metadata; ``{}`` for None or none.
+
+    Raises:
+        ValueError: ``path`` is not a safetensors file.
+    """
+    if path is None:
+        return {}
+    from ncodec.models.weights import read_any_metadata
+
+    return json.loads(read_any_metadata(path).get("training", "{}"))
+
+
+def describe_training(info: dict) -> str:
+    """One line from a training record, for ``ncodec models``."""
+    if not info:
+        return "random init (untrained)"
+    data = f" on {info['data']}" if info.get("data") else ""
+    return f"trained {info.get('steps')} steps ({info.get('device', '?')}){data}"
+
+
+def recorded_rates(info: dict, qualities: tuple[int, ...], key: str = "bpp") -> dict[int, float]:
+    """Validation rate per quality recorded at export (``val.q<k>_<key>``, or ``val.<key>``
+    for a single-quality model); qualities without one are left out."""
+    val = info.get("val", {})
+    rates = {q: val.get(f"q{q}_{key}") for q in qualities}
+    if not any(rates.values()) and key in val and len(qualities) == 1:
+        rates = {qualities[0]: val[key]}
+    return {q: round(float(v), 4) for q, v in rates.items() if v}
+
+
+def seeded(name: str, build: Callable[[], Model]) -> Model:
+    """``build()`` under a torch seed derived from ``name`` alone (CRC-32 of its UTF-8 bytes),
+    without disturbing the caller's random state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(zlib.crc32(name.encode()))
+        return build()
