@@ -24,10 +24,10 @@ from typing import Any, Callable, ClassVar, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from ncodec.eval.plugin import BDColumn, Coded, EvalPlugin, get_eval_plugin
+from ncodec.eval.plugin import BDColumn, Coded, EvalPlugin, SummaryColumn, get_eval_plugin
 
-__all__ = ["Curve", "Record", "Results", "bd_rows", "bd_table", "evaluate", "markdown_table", "summary_markdown",
-           "summary_rows", "summary_text", "text_table"]
+__all__ = ["Curve", "Record", "Results", "bd_rows", "bd_table", "evaluate", "markdown_table", "summary_header",
+           "summary_markdown", "summary_rows", "summary_text", "text_table"]
 
 CodecSpec = Union[str, os.PathLike, Any]
 """A learned codec: a registry name, a weights path, or a codec object."""
@@ -360,20 +360,22 @@ def _num(value: float, spec: str) -> str:
     return "-" if math.isnan(value) else format(value, spec)
 
 
-def summary_rows(results: Results, plugin: EvalPlugin) -> list[tuple[str, ...]]:
-    """Per curve and setting: name, setting and the plug-in's summary columns, as text."""
+def summary_rows(results: Results, plugin: EvalPlugin,
+                 columns: Optional[Sequence[SummaryColumn]] = None) -> list[tuple[str, ...]]:
+    """Per curve and setting: name, setting and the ``columns`` (default: the plug-in's
+    summary columns), as text."""
     rows = []
     for curve in results.curves:
         s = curve.summary()
         for i, setting in enumerate(curve.settings):
             rows.append((curve.name, f"{setting:g}",
-                         *[_num(c.scale * s[c.key][i], c.spec) for c in plugin.summary_columns]))
+                         *[_num(c.scale * s[c.key][i], c.spec) for c in columns or plugin.summary_columns]))
     return rows
 
 
-def summary_header(plugin: EvalPlugin) -> tuple[str, ...]:
+def summary_header(plugin: EvalPlugin, columns: Optional[Sequence[SummaryColumn]] = None) -> tuple[str, ...]:
     """The header of :func:`summary_rows`."""
-    return ("codec", plugin.setting_label, *[c.header for c in plugin.summary_columns])
+    return ("codec", plugin.setting_label, *[c.header for c in columns or plugin.summary_columns])
 
 
 def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 2) -> list[str]:
@@ -389,10 +391,10 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list
         ["| " + " | ".join(row) + " |" for row in rows]
 
 
-def summary_text(results: Results, plugin: EvalPlugin) -> str:
-    """The printed summary: per codec and setting the means, then each learned codec's
-    BD-rates against each baseline."""
-    lines = text_table(summary_header(plugin), summary_rows(results, plugin))
+def summary_text(results: Results, plugin: EvalPlugin, columns: Optional[Sequence[SummaryColumn]] = None) -> str:
+    """The printed summary: per codec and setting the means (``columns``, default the
+    plug-in's), then each learned codec's BD-rates against each baseline."""
+    lines = text_table(summary_header(plugin, columns), summary_rows(results, plugin, columns))
     rate_columns = [c for c in plugin.bd_columns if c.delta == "rate"]
     rows = bd_rows(results, plugin)
     for codec in results.codecs if rate_columns and results.baselines else ():
