@@ -17,8 +17,8 @@ import torch
 
 import ncodec
 from ncodec.codecs.image import ImageCodec
-from ncodec.eval.harness import load_rgb
 from ncodec.eval.metrics import psnr_rgb
+from ncodec.io import read_rgb
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ def main() -> None:
         sizes = {False: 0, True: 0}
         psnrs: dict[bool, list[float]] = {False: [], True: []}
         for path in files:
-            x = load_rgb(path)
+            x = read_rgb(path)
             for bf16, codec in codecs.items():
                 data = codec.compress(x)
                 sizes[bf16] += len(data)
