@@ -15,7 +15,16 @@ __version__ = "0.2.0"
 
 from ncodec.errors import BitstreamError  # noqa: E402
 
-__all__ = ["BitstreamError", "__version__", "decompress", "list_codecs", "load"]
+__all__ = ["BitstreamError", "Codec", "Decoded", "__version__", "decompress", "list_codecs", "load"]
+
+
+def __getattr__(name: str) -> Any:
+    # ncodec.Codec / ncodec.Decoded without importing torch at `import ncodec`.
+    if name in ("Codec", "Decoded"):
+        from ncodec.codecs import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module 'ncodec' has no attribute {name!r}")
 
 
 def list_codecs() -> list:

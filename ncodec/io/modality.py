@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-__all__ = ["DEFAULT_MODALITY", "Modality", "get_modality", "modalities", "modality_for_path", "register_modality", "unregister_modality"]
+__all__ = ["DEFAULT_MODALITY", "load_modality_modules", "Modality", "get_modality", "modalities", "modality_for_path", "register_modality", "unregister_modality"]
 
 
 @dataclass(frozen=True)
@@ -129,3 +129,31 @@ def modality_for_path(path: str | os.PathLike) -> Optional[Modality]:
     known = modalities()
     suffix = Path(path).suffix.lower()
     return next((m for m in known if m.accepts(path)), None) or next((m for m in known if suffix in m.also_reads), None)
+
+
+def load_modality_modules(package: str, entry_point_group: Optional[str] = None) -> list[str]:
+    """Import ``<package>.<modality>`` for every registered modality that has one (the default
+    modality first, then by name), and every module an installed distribution names under
+    ``entry_point_group``: how a layer (``ncodec.train``, ``ncodec.eval``) finds its
+    per-modality modules without listing them. Returns the modules imported.
+
+    Raises:
+        ImportError: a module that exists fails to import (a missing one is skipped).
+    """
+    import importlib
+    import importlib.util
+
+    names = sorted((m.name for m in modalities()), key=lambda n: (n != DEFAULT_MODALITY, n))
+    loaded = []
+    for name in names:
+        module = f"{package}.{name}"
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module)
+            loaded.append(module)
+    if entry_point_group:
+        from importlib.metadata import entry_points
+
+        for point in entry_points(group=entry_point_group):
+            importlib.import_module(point.value)
+            loaded.append(point.value)
+    return loaded

@@ -7,16 +7,17 @@ command line (:meth:`~TrainTask.add_arguments`), how the parsed options become i
 wants (``config_defaults``, e.g. the Adam betas of GAN training); an instance, built from
 that dict, is what :class:`~ncodec.train.trainer.Trainer` runs.
 
-The modules that define the shipped tasks are named in :data:`TASK_MODULES` and imported by
-name on first use: a new task (video, say) is a new module that calls :func:`register_task`,
-plus its name in that tuple. Nothing here imports torch, and task modules must not either at
+The task of a modality lives in ``ncodec/train/<modality>.py`` (``image.py``, ``audio.py``) and
+registers itself when imported; every registered modality's module is imported on first use
+(:func:`ncodec.io.modality.load_modality_modules`), as are modules named by an
+``ncodec.train`` entry point of an installed distribution. A new task (video, say) is a new
+module: nothing lists it. Nothing here imports torch, and task modules must not either at
 import time: ``ncodec --help`` builds the parser from this registry.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Optional, Protocol, Sequence
@@ -25,10 +26,10 @@ if TYPE_CHECKING:
     from torch import Tensor, nn
     from torch.utils.data import Dataset
 
-__all__ = ["BaseTask", "TASK_MODULES", "TrainTask", "get_task", "register_task", "task_names"]
+__all__ = ["ENTRY_POINT_GROUP", "BaseTask", "TrainTask", "get_task", "register_task", "task_names"]
 
-TASK_MODULES: tuple[str, ...] = ("ncodec.train.image", "ncodec.train.audio")
-"""Modules that register training tasks when imported (in the order ``ncodec train`` lists them)."""
+ENTRY_POINT_GROUP = "ncodec.train"
+"""Installed distributions may name modules that register training tasks under this group."""
 
 
 class TrainTask(Protocol):
@@ -154,14 +155,21 @@ def register_task(name: str, cls: type) -> type:
     return cls
 
 
+_LOADED = False
+
+
 def _ensure_loaded() -> None:
-    # By name, on first use: the registry stays the leaf the task modules import.
-    for module in TASK_MODULES:
-        importlib.import_module(module)
+    # On first use: the registry stays the leaf the task modules import.
+    global _LOADED
+    if not _LOADED:
+        _LOADED = True
+        from ncodec.io.modality import load_modality_modules
+
+        load_modality_modules(__package__, ENTRY_POINT_GROUP)
 
 
 def task_names() -> list[str]:
-    """The registered tasks' names, in registration order (shipped tasks: :data:`TASK_MODULES`' order)."""
+    """The registered tasks' names, in registration order (the default modality's first)."""
     _ensure_loaded()
     return list(_TASKS)
 
