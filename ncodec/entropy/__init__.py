@@ -1,7 +1,9 @@
-"""Entropy coding: the range coder's Python API, CDF tables, and (later) entropy models.
+"""Entropy coding: the range coder's Python API, CDF tables, entropy stages and models.
 
-Every ncodec codec turns its symbols into bytes through these functions; see
-:mod:`ncodec.entropy.coder` for the table convention and the guarantees.
+Every ncodec codec turns its symbols into bytes through an entropy stage
+(:mod:`ncodec.entropy.stage`: Gaussian, factorized, categorical; :mod:`ncodec.entropy.laplace`),
+which drives the range coder (:mod:`ncodec.entropy.coder`: the table convention and the
+stream's guarantees).
 """
 
 from ncodec.entropy.coder import (
@@ -16,16 +18,38 @@ from ncodec.entropy.coder import (
     encode_with_cdfs,
     pmf_to_quantized_cdf,
 )
+from ncodec.entropy.laplace import LaplaceStage, laplace_scales, laplace_table
+from ncodec.entropy.stage import (
+    CategoricalStage,
+    CdfTable,
+    EntropyStage,
+    FactorizedStage,
+    GaussianStage,
+    StageReader,
+    StageWriter,
+    gaussian_table,
+)
 
 __all__ = [
+    "CategoricalStage",
+    "CdfTable",
     "DEFAULT_LANE_SIZE",
+    "EntropyStage",
+    "FactorizedStage",
+    "GaussianStage",
+    "LaplaceStage",
     "PRECISION",
     "STREAM_VERSION",
     "RangeDecoder",
     "RangeEncoder",
+    "StageReader",
+    "StageWriter",
     "decode",
     "decode_with_cdfs",
     "encode",
     "encode_with_cdfs",
+    "gaussian_table",
+    "laplace_scales",
+    "laplace_table",
     "pmf_to_quantized_cdf",
 ]

@@ -7,9 +7,10 @@ checkpoints load as they are and CompressAI's models and latent codecs
 
 * ``update()`` builds the CDF tables with :func:`ncodec.entropy.pmf_to_quantized_cdf` (one
   batched call, closer to the ideal rate, bit-identical on every machine for the same pmf);
-* ``compress`` / ``decompress`` code whole tensors through :func:`ncodec.entropy.encode` /
-  :func:`ncodec.entropy.decode`, one stream per batch item, instead of CompressAI's rANS
-  fed with Python lists.
+* ``compress`` / ``decompress`` code whole tensors through an entropy stage
+  (:meth:`EntropyBottleneck.entropy_stage`: :class:`ncodec.entropy.FactorizedStage`;
+  :meth:`GaussianConditional.entropy_stage`: :class:`ncodec.entropy.GaussianStage`), one
+  stream per batch item, instead of CompressAI's rANS fed with Python lists.
 
 Symbols, means/medians, quantisation and dequantisation are CompressAI's own, so a model
 reconstructs exactly what it reconstructs with CompressAI's coder; only the bytes differ.
@@ -30,6 +31,7 @@ from compressai.entropy_models import GaussianConditional as _CompressAIGaussian
 from torch import Tensor, nn
 
 from ncodec.entropy import coder as _coder
+from ncodec.entropy.stage import CdfTable, EntropyStage, FactorizedStage, GaussianStage
 
 __all__ = ["EntropyBottleneck", "GaussianConditional", "use_ncodec_coder"]
 
@@ -82,6 +84,15 @@ class _NcodecCoding:
         self._check_cdf_length()
         self._check_offsets_size()
 
+    def cdf_table(self) -> CdfTable:
+        """The tables of ``update()`` (checked to exist) as a :class:`CdfTable` (CPU int32)."""
+        self._check_tables()
+        return CdfTable(self._quantized_cdf, self._cdf_length, self._offset)
+
+    def entropy_stage(self) -> EntropyStage:
+        """The stage that codes this model's symbols (built from the current tables)."""
+        raise NotImplementedError
+
     def _encode_indexed(self, inputs: Tensor, indexes: Tensor, means: Optional[Tensor]) -> list[bytes]:
         """CompressAI's ``EntropyModel.compress``, coded by ncodec.
 
@@ -97,13 +108,9 @@ class _NcodecCoding:
             raise ValueError("Invalid `inputs` size. Expected a tensor with at least 2 dimensions.")
         if inputs.size() != indexes.size():
             raise ValueError("`inputs` and `indexes` should have the same size.")
-        self._check_tables()
+        stage = self.entropy_stage()
         symbols = self.quantize(inputs, "symbols", means)
-        table = (self._quantized_cdf, self._cdf_length, self._offset)
-        return [
-            _coder.encode(symbols[i], indexes[i], *table, num_threads=self.num_threads)
-            for i in range(symbols.size(0))
-        ]
+        return [stage.encode(symbols[i], indexes[i]) for i in range(symbols.size(0))]
 
     def _decode_indexed(
         self, strings: Sequence[bytes], indexes: Tensor, dtype: torch.dtype, means: Optional[Tensor]
@@ -122,17 +129,16 @@ class _NcodecCoding:
             raise ValueError("Invalid strings or indexes parameters")
         if indexes.dim() < 2:
             raise ValueError("Invalid `indexes` size. Expected a tensor with at least 2 dimensions.")
-        self._check_tables()
+        stage = self.entropy_stage()
         if means is not None:
             if means.size()[:2] != indexes.size()[:2]:
                 raise ValueError("Invalid means or indexes parameters")
             if means.size() != indexes.size() and any(means.size(i) != 1 for i in range(2, indexes.dim())):
                 raise ValueError("Invalid means parameters")
 
-        table = (self._quantized_cdf, self._cdf_length, self._offset)
         symbols = torch.empty(indexes.size(), dtype=torch.int32, device=self._quantized_cdf.device)
         for i, data in enumerate(strings):
-            symbols[i] = _coder.decode(data, indexes[i], *table, num_threads=self.num_threads)
+            symbols[i] = stage.decode(data, indexes[i])
         return self.dequantize(symbols, means, dtype)
 
 
@@ -149,6 +155,10 @@ class EntropyBottleneck(_NcodecCoding, _CompressAIEntropyBottleneck):
         indexes = self._build_indexes(x.size())
         medians = self._medians_like(x.size(0), x.dim() - 2)
         return self._encode_indexed(x, indexes, medians)
+
+    def entropy_stage(self) -> FactorizedStage:
+        """Per-channel rows: ``params`` are the channel indexes (``_build_indexes``)."""
+        return FactorizedStage(self.cdf_table(), num_threads=self.num_threads)
 
     def decompress(self, strings: Sequence[bytes], size: Sequence[int]) -> Tensor:
         output_size = (len(strings), self._quantized_cdf.size(0), *size)
@@ -183,6 +193,12 @@ class GaussianConditional(_NcodecCoding, _CompressAIGaussianConditional):
         scales = self.lower_bound_scale(scales)
         table = self.scale_table[:-1].to(dtype=scales.dtype)
         return torch.searchsorted(table, scales.contiguous(), side="left").int()
+
+    def entropy_stage(self) -> GaussianStage:
+        """Rows of ``scale_table``: ``params`` are row indexes (:meth:`build_indexes`, or exact
+        integer ones) or float scales (mapped as :meth:`build_indexes` maps them)."""
+        return GaussianStage(self.cdf_table(), self.scale_table.detach().cpu(),
+                             float(self.lower_bound_scale.bound), num_threads=self.num_threads)
 
     def compress(self, inputs: Tensor, indexes: Tensor, means: Optional[Tensor] = None) -> list[bytes]:
         return self._encode_indexed(inputs, indexes, means)

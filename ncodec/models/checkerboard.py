@@ -15,8 +15,9 @@ that model and can only learn to spend fewer bits). Decoding is parallel: 10 pas
 whole-tensor convolutions, no per-pixel loop.
 
 Contexts see decoded latents in the ungained domain (``ŷ / g_q``), so one set of context
-weights serves every quality. All ``y`` symbols of an image go into one ncodec stream
-(the incremental coder), in the order group 0 anchors, group 0 non-anchors, group 1 ...
+weights serves every quality. All ``y`` symbols of an image go into one substream of the
+Gaussian entropy stage, written and read a batch at a time (a non-anchor half's parameters
+need its decoded anchors), in the order group 0 anchors, group 0 non-anchors, group 1 ...
 
 Coding runs the hyperprior, the channel and spatial contexts and the aggregation as exact
 integer networks (:mod:`ncodec.models.exact`) on fixed-point latents, as the mean-scale
@@ -32,8 +33,6 @@ from compressai.layers import CheckerboardMaskedConv2d
 from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
-from ncodec.entropy import coder as _coder
-from ncodec.errors import BitstreamError
 from ncodec.models import exact
 from ncodec.models.hyperprior import GAIN_BITS
 from ncodec.models.variable_rate import QualityLike, VariableRateMeanScaleHyperprior
@@ -161,9 +160,9 @@ class VariableRateCheckerboard(VariableRateMeanScaleHyperprior):
         hyper = [torch.cat([s_k, m_k], 1) for s_k, m_k in zip(scales.split(self.groups, 1), means.split(self.groups, 1))]
         h, w = params.shape[2:]
         anchors = checkerboard_anchors(h, w, device=params.device)
-        table = self._gaussian_table()
-        encoder = _coder.RangeEncoder() if data is None else None
-        decoder = _coder.RangeDecoder(data) if data is not None else None
+        stage = self.latent_stage()
+        writer = stage.writer() if data is None else None
+        reader = stage.reader(data) if data is not None else None
         gains, ungains = gain.split(self.groups, 1), ungain.split(self.groups, 1)
         y_parts = y.split(self.groups, 1) if y is not None else [None] * len(self.groups)
         decoded: list[Tensor] = []  # ungained fixed-point latents of the groups done
@@ -187,19 +186,17 @@ class VariableRateCheckerboard(VariableRateMeanScaleHyperprior):
                 combined = nets["aggregation"][k](torch.cat([hyper_k, channel.flatten(2)[:, :, flat], spatial], 1))
                 s_sel, m_sel = self.gained_parameters(exact.clamp_fixed(hyper_k + combined), g_k[:, :, 0])
                 indexes = self.scale_indexes(s_sel).cpu()
-                if encoder is not None:
+                if writer is not None:
                     symbols = self.latent_symbols(y_parts[k][:, :, positions], g_k[:, :, 0], m_sel)
-                    encoder.encode(symbols.cpu(), indexes, *table)
+                    writer.add(symbols.cpu(), indexes)
                 else:
-                    if decoder.symbols_left < indexes.numel():
-                        raise BitstreamError("y stream holds fewer symbols than the image needs")
-                    symbols = decoder.decode(indexes, *table).to(params.device)
+                    symbols = reader.read(indexes).to(params.device)  # BitstreamError if too few
                 y_hat_k[:, :, positions] = self.dequantize_fixed(symbols, m_sel)
             y_hat_parts.append(y_hat_k)
             decoded.append(self._ungain(y_hat_k, u_k))
-        if decoder is not None and decoder.symbols_left:
-            raise BitstreamError(f"y stream holds {decoder.symbols_left} symbols more than the image needs")
-        return torch.cat(y_hat_parts, 1), (encoder.finish() if encoder is not None else data)
+        if reader is not None:
+            reader.finish()  # BitstreamError on symbols left over
+        return torch.cat(y_hat_parts, 1), (writer.finish() if writer is not None else data)
 
     @staticmethod
     def _ungain(y_hat: Tensor, ungain: Tensor) -> Tensor:

@@ -21,7 +21,7 @@ import torch
 from compressai.models import MeanScaleHyperprior, ScaleHyperprior
 from torch import Tensor, nn
 
-from ncodec.entropy import coder as _coder
+from ncodec.entropy.stage import CdfTable, GaussianStage
 from ncodec.models import exact
 from ncodec.models.fingerprint import weights_version
 
@@ -105,25 +105,27 @@ class ExactGaussianCoding:
         y_hat = symbols.to(torch.float64) * float(2**exact.FRACTION_BITS)
         return y_hat if means is None else y_hat + means
 
-    def _gaussian_table(self) -> tuple[Tensor, Tensor, Tensor]:
-        gc = self.gaussian_conditional
-        gc._check_tables()
-        return gc._quantized_cdf, gc._cdf_length, gc._offset
+    def _gaussian_table(self) -> CdfTable:
+        """The Gaussian conditional's CDF table (after ``update()``)."""
+        return self.gaussian_conditional.cdf_table()
+
+    def latent_stage(self) -> GaussianStage:
+        """The stage that codes ``y``'s symbols; params are :meth:`scale_indexes`' int32 rows
+        (integer params are used as they are, so the exact path stays exact)."""
+        return self.gaussian_conditional.entropy_stage()
 
     def _encode_latents(self, symbols: Tensor, indexes: Tensor) -> list[bytes]:
         """One coder stream per batch item of int32 ``symbols`` / ``indexes`` ``[B, ...]``."""
-        table, threads = self._gaussian_table(), self.gaussian_conditional.num_threads
-        symbols, indexes = symbols.cpu(), indexes.cpu()
-        return [_coder.encode(symbols[b], indexes[b], *table, num_threads=threads) for b in range(symbols.size(0))]
+        stage = self.latent_stage()
+        symbols, indexes = symbols.cpu(), indexes.cpu()  # one device copy, not one per item
+        return [stage.encode(symbols[b], indexes[b]) for b in range(symbols.size(0))]
 
     def _decode_latents(self, strings: list, indexes: Tensor) -> Tensor:
         """int32 symbols ``[B, ...]`` (on ``indexes``' device) of one stream per item."""
         if not isinstance(strings, (list, tuple)) or len(strings) != indexes.size(0):
             raise ValueError("expected one y stream per image")
-        table, threads = self._gaussian_table(), self.gaussian_conditional.num_threads
-        cpu = indexes.cpu()
-        return torch.stack([_coder.decode(data, cpu[b], *table, num_threads=threads)
-                            for b, data in enumerate(strings)]).to(indexes.device)
+        stage, cpu = self.latent_stage(), indexes.cpu()  # one device copy each way, not one per item
+        return torch.stack([stage.decode(data, cpu[b]) for b, data in enumerate(strings)]).to(indexes.device)
 
     def _compress_gained(self, y: Tensor, z: Tensor, gain: Tensor, with_means: bool) -> dict:
         """Code the latent ``y`` (gained by fixed-point ``gain``) and the hyper-latent ``z``."""
