@@ -8,14 +8,16 @@ decoded) and which of them the BD-rate and the plot use, the classical baselines
 report's file names and columns. ``ncodec eval`` picks the plug-in of its inputs' modality
 (:func:`ncodec.io.modality.modality_for_path`, then :func:`get_eval_plugin`).
 
-Plug-ins register by modality name (:func:`register_eval_plugin`). ncodec's own (image and
-audio) are imported on first lookup, as are modules named by an ``ncodec.eval`` entry point of
-an installed distribution; a test or a script may register one directly.
+Plug-ins register by modality name (:func:`register_eval_plugin`). On first lookup the module
+``ncodec.eval.<modality>`` of every registered modality is imported (ncodec's own:
+:mod:`ncodec.eval.image`, :mod:`ncodec.eval.audio`), and every module named by an
+``ncodec.eval`` entry point of an installed distribution
+(:func:`ncodec.io.modality.load_modality_modules`): nothing lists them. A test or a script
+may register one directly.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -262,8 +264,6 @@ class EvalPlugin(ABC):
 
 # ---------------------------------------------------------------------- registry
 
-BUILTIN_PLUGINS = ("ncodec.eval.image", "ncodec.eval.audio")
-"""ncodec's own plug-in modules, imported on first lookup; each registers its plug-in."""
 ENTRY_POINT_GROUP = "ncodec.eval"
 """Installed distributions may name modules that register eval plug-ins under this group."""
 _PLUGINS: dict[str, EvalPlugin] = {}
@@ -292,20 +292,17 @@ def _load() -> None:
     if _LOADED:
         return
     _LOADED = True
-    from importlib.metadata import entry_points
+    from ncodec.io.modality import load_modality_modules
 
     try:
-        for name in BUILTIN_PLUGINS:
-            importlib.import_module(name)
-        for point in entry_points(group=ENTRY_POINT_GROUP):
-            importlib.import_module(point.value)
+        load_modality_modules(__package__, ENTRY_POINT_GROUP)  # each module registers its plug-in
     except BaseException:
         _LOADED = False  # a later call tries again and raises the same error
         raise
 
 
 def eval_plugins() -> list[EvalPlugin]:
-    """Every registered plug-in, in the order registered (ncodec's own first)."""
+    """Every registered plug-in, in the order registered (the default modality's first)."""
     _load()
     return list(_PLUGINS.values())
 
