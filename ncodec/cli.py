@@ -178,12 +178,26 @@ def _input_modality(src: Path, args: argparse.Namespace):
 
         spec = args.codec or registry.default_codec()
         return _modality(registry.describe(spec).modality)
+    if args.codec is not None:
+        # A codec that reads this kind of file decides (an audio codec given a video's audio track).
+        from ncodec.codecs import registry
+
+        wanted = _modality(registry.describe(args.codec).modality)
+        if wanted.accepts(src) or src.suffix.lower() in wanted.also_reads:
+            return wanted
     found = modality_for_path(src)
     if found is None:
         from ncodec.codecs.registry import load_codec_modules
 
         load_codec_modules()  # plug-ins register their modalities with their codecs
-        found = modality_for_path(src)
+        if args.codec is not None:
+        # A codec that reads this kind of file decides (an audio codec given a video's audio track).
+        from ncodec.codecs import registry
+
+        wanted = _modality(registry.describe(args.codec).modality)
+        if wanted.accepts(src) or src.suffix.lower() in wanted.also_reads:
+            return wanted
+    found = modality_for_path(src)
     if found is None:
         known = sorted({s for m in modalities() for s in m.input_suffixes})
         raise ValueError(f"{src}: not a kind of file ncodec codes (by its suffix: {' '.join(known)})")
