@@ -33,8 +33,8 @@ def forge(header, chunks, **meta):
 
 @pytest.mark.parametrize("meta, message", [
     ({"width": 1 << 16, "height": 1 << 16}, "pixel limit"),
-    ({"width": 0}, "invalid size"),
-    ({"width": "90"}, "invalid size"),
+    ({"width": 0}, "invalid width"),
+    ({"width": "90"}, "invalid width"),
     ({"channels": 4}, "channels"),
     ({"latent_shape": [1 << 20, 1 << 20]}, "out of range"),
     ({"latent_shape": [[[[[[1]]]]]]}, "nested too deep"),

@@ -42,7 +42,7 @@ from ncodec.codecs.base import Codec, Decoded
 from ncodec.codecs.meta import MetaField
 from ncodec.codecs.registry import CodecInfo, register, register_weights_loader
 from ncodec.codecs.shipped import describe_training, seeded, shipped_weights, training_info
-from ncodec.entropy import coder
+from ncodec.entropy.stage import CategoricalStage
 from ncodec.errors import BitstreamError
 from ncodec.models import audio as audio_models
 from ncodec.models import weights as weights_io
@@ -433,8 +433,6 @@ class AudioCodec(Codec):
         self.chunk_frames = max(1, round(chunk_seconds * self.frame_rate))
         self.block_frames = max(1, round(block_seconds * self.frame_rate))
         self.fingerprint = self._fingerprint()
-        from ncodec.entropy.stage import CategoricalStage
-
         # One frequency prior per codebook (params: codebook index); codes are in 0 .. K-1,
         # so the escape is never coded, and a decoded escape is a BitstreamError.
         self._code_stage = CategoricalStage.from_counts(self.model.code_counts, tail_mass=1e-9)
