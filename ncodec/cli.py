@@ -169,35 +169,23 @@ def _modality(name: str):
 
 
 def _input_modality(src: Path, args: argparse.Namespace):
-    """The modality of an input file: by its suffix; standard input: that of ``--codec`` (or
-    of the default codec)."""
+    """The modality of an input file: that of ``--codec`` if it reads this kind of file (an
+    audio codec given a video's audio track), else by the file's suffix; standard input: that
+    of ``--codec`` (or of the default codec)."""
     from ncodec.io.modality import modality_for_path, modalities
 
-    if src == STDIO:
+    if src == STDIO or args.codec is not None:
         from ncodec.codecs import registry
 
-        spec = args.codec or registry.default_codec()
-        return _modality(registry.describe(spec).modality)
-    if args.codec is not None:
-        # A codec that reads this kind of file decides (an audio codec given a video's audio track).
-        from ncodec.codecs import registry
-
-        wanted = _modality(registry.describe(args.codec).modality)
-        if wanted.accepts(src) or src.suffix.lower() in wanted.also_reads:
+        wanted = _modality(registry.describe(args.codec or registry.default_codec()).modality)
+        if src == STDIO or wanted.accepts(src) or src.suffix.lower() in wanted.also_reads:
             return wanted
     found = modality_for_path(src)
     if found is None:
         from ncodec.codecs.registry import load_codec_modules
 
         load_codec_modules()  # plug-ins register their modalities with their codecs
-        if args.codec is not None:
-        # A codec that reads this kind of file decides (an audio codec given a video's audio track).
-        from ncodec.codecs import registry
-
-        wanted = _modality(registry.describe(args.codec).modality)
-        if wanted.accepts(src) or src.suffix.lower() in wanted.also_reads:
-            return wanted
-    found = modality_for_path(src)
+        found = modality_for_path(src)
     if found is None:
         known = sorted({s for m in modalities() for s in m.input_suffixes})
         raise ValueError(f"{src}: not a kind of file ncodec codes (by its suffix: {' '.join(known)})")

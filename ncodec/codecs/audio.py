@@ -41,7 +41,7 @@ from ncodec.codecs import container
 from ncodec.codecs.base import Codec, Decoded
 from ncodec.codecs.meta import MetaField
 from ncodec.codecs.registry import CodecInfo, register, register_weights_loader
-from ncodec.codecs.shipped import describe_training, seeded, shipped_weights, training_info
+from ncodec.codecs.shipped import describe_training, shipped_or_seeded, shipped_weights, training_info
 from ncodec.entropy.stage import CategoricalStage
 from ncodec.errors import BitstreamError
 from ncodec.models import audio as audio_models
@@ -616,11 +616,7 @@ SHIPPED = ("speech-rvq-16k", "tokenizer-16k", "audio-rvq-24k")
 
 def _factory(arch: str):
     def build(quality: int, device: torch.device) -> AudioCodec:
-        path = shipped_weights(arch)
-        if path is not None:
-            model = weights_io.load_weights(path, arch=arch)
-        else:
-            model = seeded(arch, lambda: audio_models.build_audio_model(arch))  # a shape to train
+        model = shipped_or_seeded(arch, arch, lambda: audio_models.build_audio_model(arch))
         return AudioCodec(arch, model, quality, device)
 
     return build

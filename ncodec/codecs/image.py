@@ -20,7 +20,7 @@ from ncodec.codecs import container
 from ncodec.codecs.base import Codec, Decoded, FileLike
 from ncodec.codecs.meta import MetaField
 from ncodec.codecs.registry import CodecInfo, register, register_weights_loader
-from ncodec.codecs.shipped import describe_training, recorded_rates, seeded, shipped_weights, training_info
+from ncodec.codecs.shipped import describe_training, recorded_rates, shipped_or_seeded, shipped_weights, training_info
 from ncodec.errors import BitstreamError
 from ncodec.models import image as image_models
 from ncodec.models import weights as weights_io
@@ -297,17 +297,16 @@ def check_image_format(header: container.Header) -> None:
 # -------------------------------------------------------------------- registry
 
 
+def _untrained(arch: str, quality: int):
+    # CompressAI-compatible architectures to load your own checkpoints into, not codecs as they are.
+    model = image_models.build_image_model(arch, **image_models.ARCHITECTURES[arch].channels(quality))
+    model.update(force=True)
+    return model
+
+
 def _factory(arch: str):
     def build(quality: int, device: torch.device) -> ImageCodec:
-        path = shipped_weights(arch)
-        if path is not None:
-            model = weights_io.load_weights(path, arch=arch)
-        else:
-            # Seeded per (codec, quality): CompressAI-compatible architectures to load your own
-            # checkpoints into, not useful codecs as they are.
-            spec = image_models.ARCHITECTURES[arch]
-            model = seeded(f"{arch}/q{quality}", lambda: image_models.build_image_model(arch, **spec.channels(quality)))
-            model.update(force=True)
+        model = shipped_or_seeded(arch, f"{arch}/q{quality}", lambda: _untrained(arch, quality))
         return ImageCodec(arch, quality, model, device)
 
     return build

@@ -18,7 +18,8 @@ from typing import Callable, Optional, TypeVar
 
 import torch
 
-__all__ = ["WEIGHTS_DIR", "describe_training", "recorded_rates", "seeded", "shipped_weights", "training_info"]
+__all__ = ["WEIGHTS_DIR", "describe_training", "recorded_rates", "seeded", "shipped_or_seeded", "shipped_weights",
+           "training_info"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 """Trained weights shipped inside the package: ``<architecture>.safetensors``."""
@@ -69,3 +70,15 @@ def seeded(name: str, build: Callable[[], Model]) -> Model:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(zlib.crc32(name.encode()))
         return build()
+
+
+def shipped_or_seeded(arch: str, seed_name: str, build: Callable[[], Model]) -> Model:
+    """The model of ``arch`` from its shipped weights, or, without them, ``build()`` seeded by
+    ``seed_name`` (:func:`seeded`): an architecture to load your own weights into, built the
+    same on every machine so that the files it writes decode anywhere."""
+    path = shipped_weights(arch)
+    if path is None:
+        return seeded(seed_name, build)
+    from ncodec.models.weights import load_weights
+
+    return load_weights(path, arch=arch)
