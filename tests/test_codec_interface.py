@@ -30,7 +30,7 @@ from ncodec.codecs.base import Codec, Decoded
 from ncodec.codecs.meta import MetaField
 from ncodec.entropy.laplace import LaplaceStage
 from ncodec.errors import BitstreamError
-from ncodec.eval.core import Record
+from ncodec.eval.results import Record
 from ncodec.eval.plugin import (BDColumn, Coded, EvalPlugin, Panel, SummaryColumn, get_eval_plugin,
                                 register_eval_plugin, unregister_eval_plugin)
 from ncodec.io.modality import Modality, register_modality, unregister_modality

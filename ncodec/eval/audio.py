@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Sequence
 import numpy as np
 
 from ncodec.eval.audio_baselines import AUDIO_BASELINES, get_audio_baseline
-from ncodec.eval.core import Record, Results, summary_markdown
+from ncodec.eval.core import summary_markdown
+from ncodec.eval.results import Record, Results
 from ncodec.eval.plugin import BDColumn, Coded, EvalPlugin, Panel, SummaryColumn, register_eval_plugin
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from typing import Any, Optional, Sequence
 from ncodec.eval import core, report
 from ncodec.eval.audio import DEFAULT_AUDIO_BITRATES, PLUGIN, AudioRecord
 from ncodec.eval.audio_baselines import AUDIO_BASELINES
-from ncodec.eval.core import Curve, Results
+from ncodec.eval.results import Curve, Results
 
 __all__ = ["DEFAULT_AUDIO_BITRATES", "AudioCurve", "AudioRecord", "AudioResults", "bd_rows", "evaluate_audio",
            "summary_markdown", "write_audio_report"]

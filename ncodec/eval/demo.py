@@ -25,7 +25,7 @@ from ncodec.argtypes import positive_int
 from ncodec.eval.plugin import SummaryColumn
 
 if TYPE_CHECKING:
-    from ncodec.eval.core import Results
+    from ncodec.eval.results import Results
 
 __all__ = ["AUDIO_COLUMNS", "IMAGE_BASELINES", "IMAGE_COLUMNS", "IMAGE_QUALITIES", "OPUS_KBPS",
            "add_demo_parser", "format_demo", "run_demo"]

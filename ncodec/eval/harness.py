@@ -14,7 +14,7 @@ from typing import Iterable, Optional, Sequence
 
 from ncodec.eval import core, report
 from ncodec.eval.baselines import DEFAULT_BASELINES
-from ncodec.eval.core import Curve, Results
+from ncodec.eval.results import Curve, Results
 from ncodec.eval.image import PLUGIN, Record, bdrate_markdown
 from ncodec.eval.report import csv_text, prepare_report_dir, record_report
 
@@ -22,7 +22,7 @@ __all__ = ["Curve", "EvalResults", "Record", "bd_rows", "bdrate_markdown", "csv_
            "prepare_report_dir", "record_report", "write_report"]
 
 EvalResults = Results
-"""What :func:`evaluate` returns (:class:`ncodec.eval.core.Results`)."""
+"""What :func:`evaluate` returns (:class:`ncodec.eval.results.Results`)."""
 
 
 def evaluate(images: Sequence[str | Path], codec_name: Optional[str | Sequence[str]],

@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from ncodec.eval import baselines as image_baselines
 from ncodec.eval import metrics
-from ncodec.eval.core import Record as _Record
-from ncodec.eval.core import Results, bd_table
+from ncodec.eval.core import bd_table
+from ncodec.eval.results import Record as _Record
+from ncodec.eval.results import Results
 from ncodec.eval.plugin import BDColumn, Coded, EvalPlugin, Panel, SummaryColumn, register_eval_plugin
 
 if TYPE_CHECKING:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, Protocol, S
 if TYPE_CHECKING:
     from ncodec.codecs.base import Codec, Decoded
     from ncodec.codecs.registry import CodecInfo
-    from ncodec.eval.core import Curve, Results
+    from ncodec.eval.results import Curve, Results
 
 __all__ = ["BDColumn", "BaselineCoder", "Coded", "EvalPlugin", "Panel", "SummaryColumn", "eval_plugins",
            "get_eval_plugin", "register_eval_plugin", "unregister_eval_plugin"]
@@ -211,7 +211,7 @@ class EvalPlugin(ABC):
     @abstractmethod
     def record(self, key: str, setting: float, path: Path, media: Any, coded: Coded) -> Any:
         """The record of one coded input: an instance of a dataclass derived from
-        :class:`ncodec.eval.core.Record` (its fields are the CSV's columns), with the metrics
+        :class:`ncodec.eval.results.Record` (its fields are the CSV's columns), with the metrics
         of (``media``, ``coded.decoded``)."""
 
     # ------------------------------------------------------------------ baselines
@@ -254,12 +254,10 @@ class EvalPlugin(ABC):
         return {"name": curve.name, "description": curve.description, "results": results,
                 self.settings_key: list(curve.settings)}
 
-    def markdown(self, results: "Results") -> dict[str, str]:
-        """``{file name: text}`` of the report's markdown files (default: ``summary.md``,
-        the table of means and the BD-rates)."""
-        from ncodec.eval.core import summary_markdown
-
-        return {"summary.md": summary_markdown(results, self)}
+    def markdown(self, results: "Results") -> Optional[dict[str, str]]:
+        """``{file name: text}`` of the report's markdown files, or None for the standard
+        ``summary.md`` (the table of means and the BD-rates, written by the report)."""
+        return None
 
 
 # ---------------------------------------------------------------------- registry

@@ -23,7 +23,8 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from ncodec.eval.core import Results
+from ncodec.eval.core import summary_markdown
+from ncodec.eval.results import Results
 from ncodec.eval.plugin import EvalPlugin, get_eval_plugin
 
 __all__ = ["REPORT_MANIFEST", "csv_text", "prepare_report_dir", "record_report", "report_dir", "write_report"]
@@ -123,7 +124,10 @@ def write_report(results: Results, out_dir: str | Path, plugin: Optional[EvalPlu
         put("rd", "rd.png", plot_rd(series, plugin.plot_panels, rate_key=plugin.rate_key,
                                     rate_label=plugin.rate_label, title=plot_title(results, plugin),
                                     dashed={c.name for c in results.baselines}))
-    for name, text in plugin.markdown(results).items():
+    pages = plugin.markdown(results)
+    if pages is None:
+        pages = {"summary.md": summary_markdown(results, plugin)}
+    for name, text in pages.items():
         put(Path(name).stem, name, text.encode())
     record_report(out, paths)
     return paths
