@@ -1,5 +1,6 @@
 # Two entry points, both self-contained on a fresh machine (Python 3.11 + a C++ compiler):
-#   make demo   installs ncodec into .venv and entropy-codes the bundled real data
+#   make demo   installs ncodec into .venv and runs `ncodec demo`: the shipped image and speech
+#               codecs on the bundled photos and speech, beside their classical peers
 #   make test   installs ncodec with its test extras into .venv and runs the CI test suite
 # Everything lives in .venv at the repository root, so .venv/bin/ncodec and
 # .venv/bin/python work afterwards.

@@ -1,8 +1,12 @@
 """The ``ncodec`` command line.
 
-Subcommands: ``encode``, ``decode``, ``info``, ``models``, ``demo``, ``train``
-(ncodec.train.command) and ``eval`` (ncodec.eval.command). Each subcommand is an ``_add_<name>`` function that registers its parser and sets
-``handler`` to a ``_cmd_<name>(args) -> int`` function.
+Subcommands: ``encode``, ``decode``, ``info``, ``models`` (here), ``train``
+(ncodec.train.command), ``eval`` (ncodec.eval.command) and ``demo`` (ncodec.eval.demo). Each
+registers its parser with an ``add_...(subparsers)`` function and sets ``handler`` to a
+function ``(args) -> int``. None of them knows a modality: inputs go to the modality their
+suffix names (:mod:`ncodec.io.modality`), files to the codec their header names
+(:func:`ncodec.codecs.registry.codec_for_header`), and both through the
+:class:`ncodec.codecs.base.Codec` interface.
 
 Errors that come from the user's input or environment (a bad stream, a bad value, a file
 that cannot be read or written) print one line on stderr and exit with status 1; no

@@ -167,12 +167,11 @@ def load_codec_modules() -> None:
     if _LOADED:
         return
     _LOADED = True  # first: a module that uses the registry while it is imported must not recurse
-    import ncodec.codecs as package
     from importlib.metadata import entry_points
 
     try:
-        for module in pkgutil.iter_modules(package.__path__):
-            importlib.import_module(f"{package.__name__}.{module.name}")
+        for module in pkgutil.iter_modules([str(Path(__file__).parent)]):  # this package's modules
+            importlib.import_module(f"{__package__}.{module.name}")
         for point in entry_points(group=ENTRY_POINT_GROUP):
             importlib.import_module(point.value)
     except BaseException:

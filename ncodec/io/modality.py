@@ -103,10 +103,8 @@ def _ensure_loaded() -> None:
     import importlib
     import pkgutil
 
-    import ncodec.io as package
-
-    for module in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"{package.__name__}.{module.name}")
+    for module in pkgutil.iter_modules([str(Path(__file__).parent)]):  # this package's modules
+        importlib.import_module(f"{__package__}.{module.name}")
 
 
 def modalities() -> list[Modality]:
