@@ -51,9 +51,10 @@ def collect_inputs(inputs: Sequence[str | Path], limit: Optional[int] = None) ->
         ValueError: a missing path, a folder with no such file, a file no plug-in reads, or
             inputs of two modalities.
     """
-    from ncodec.io.modality import get_modality, modality_for_path
+    from ncodec.io.modality import DEFAULT_MODALITY, get_modality, modality_for_path
 
-    plugins = _plugins()
+    # In a fixed order (the default modality first), whatever order the plug-ins were imported in.
+    plugins = sorted(_plugins(), key=lambda p: (p.modality != DEFAULT_MODALITY, p.modality))
     names = [p.modality for p in plugins]
 
     def kind(path: Path) -> Optional[str]:
