@@ -17,7 +17,7 @@ import torch
 
 import ncodec
 from ncodec.codecs.image import ImageCodec
-from ncodec.eval.metrics import psnr_rgb
+from ncodec.eval.image_metrics import psnr_rgb
 from ncodec.io import read_rgb
 
 ROOT = Path(__file__).resolve().parents[1]

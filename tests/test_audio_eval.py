@@ -17,7 +17,9 @@ from ncodec.codecs.base import Decoded
 from ncodec.eval import audio_metrics as am
 from ncodec.eval.audio_baselines import (AUDIO_BASELINES, encode_decode, get_audio_baseline,
                                          parse_audio_baselines)
-from ncodec.eval.audio_harness import evaluate_audio, summary_markdown, write_audio_report
+from ncodec.eval.audio import PLUGIN
+from ncodec.eval.audio import evaluate as evaluate_audio
+from ncodec.eval.audio import write_report as write_audio_report
 from ncodec.eval.command import add_eval_parser, collect_inputs
 from ncodec.io import audio_bytes, read_audio
 
@@ -178,7 +180,7 @@ def test_harness_with_fake_codec_and_opus(clip, tmp_path):
     assert {"file", "codec", "target_kbps", "kbps", "pesq", "stoi", "si_sdr", "mel_distance", "encode_seconds",
             "decode_seconds", "rtf_encode", "rtf_decode"} <= set(rows[0])
     assert paths["rd"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    table = summary_markdown(results)
+    table = PLUGIN.markdown(results)["summary.md"]
     assert "| ncodec fake | 32 |" in table and "| Opus | 6 |" in table and "BD-rate" in table
 
 

@@ -14,11 +14,13 @@ import pytest
 import torch
 from PIL import Image
 
-from ncodec.eval import metrics
-from ncodec.eval.baselines import BASELINES, DEFAULT_BASELINES, get_baseline, parse_baselines
+from ncodec.eval import image_metrics as metrics
+from ncodec.eval.image_baselines import BASELINES, DEFAULT_BASELINES, get_baseline, parse_baselines
 from ncodec.eval.bdrate import bd_psnr, bd_rate
 from ncodec.eval.command import add_eval_parser, collect_inputs
-from ncodec.eval.harness import Curve, EvalResults, Record, bdrate_markdown, evaluate, write_report
+from ncodec.eval.image import Record, bdrate_markdown, evaluate, write_report
+from ncodec.eval.results import Curve
+from ncodec.eval.results import Results as EvalResults
 from ncodec.io import read_rgb
 
 IMAGES = Path(__file__).parent / "data" / "images"
@@ -269,7 +271,7 @@ def test_run_eval_user_errors(crops, tmp_path):
 
 
 def test_two_learned_codecs_in_one_run(crops):
-    from ncodec.eval.harness import bd_rows, bdrate_markdown
+    from ncodec.eval.image import bd_rows, bdrate_markdown
 
     images = collect_inputs([crops])[1][:1]
     results = evaluate(images, ["mbt2018-mean-vr", "elic-gdn-vr"], [1, 2], ["jpeg"], progress=False)

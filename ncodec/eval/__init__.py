@@ -13,12 +13,12 @@ The core (modality-agnostic):
 
 The plug-ins and what they use:
 
-- :mod:`ncodec.eval.image`: images; :mod:`ncodec.eval.metrics` (PSNR-RGB, MS-SSIM, bpp) and
-  :mod:`ncodec.eval.baselines` (JPEG, WebP, AVIF, JPEG 2000, JPEG XL).
+- :mod:`ncodec.eval.image`: images; :mod:`ncodec.eval.image_metrics` (PSNR-RGB, MS-SSIM, bpp)
+  and :mod:`ncodec.eval.image_baselines` (JPEG, WebP, AVIF, JPEG 2000, JPEG XL).
 - :mod:`ncodec.eval.audio`: audio; :mod:`ncodec.eval.audio_metrics` (PESQ-WB, STOI, SI-SDR, mel
   distance) and :mod:`ncodec.eval.audio_baselines` (Opus, MP3).
-- :mod:`ncodec.eval.harness`, :mod:`ncodec.eval.audio_harness`: the Python entry points
-  ``evaluate`` / ``write_report`` and ``evaluate_audio`` / ``write_audio_report``.
+- Each plug-in module also gives the Python entry points ``evaluate`` and ``write_report``
+  (``ncodec.eval.image.evaluate(...)``, ``ncodec.eval.audio.evaluate(...)``).
 
 :mod:`ncodec.eval.portability` checks that files decode alike under other CPU settings.
 """

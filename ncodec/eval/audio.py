@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Sequence
 import numpy as np
 
 from ncodec.eval.audio_baselines import AUDIO_BASELINES, get_audio_baseline
+from ncodec.eval import core, report
 from ncodec.eval.core import summary_markdown
 from ncodec.eval.results import Record, Results
 from ncodec.eval.plugin import BDColumn, Coded, EvalPlugin, Panel, SummaryColumn, register_eval_plugin
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
     from ncodec.codecs.base import Codec, Decoded
     from ncodec.codecs.registry import CodecInfo
 
-__all__ = ["DEFAULT_AUDIO_BITRATES", "AudioPlugin", "AudioRecord", "Clip"]
+__all__ = ["DEFAULT_AUDIO_BITRATES", "AudioPlugin", "AudioRecord", "Clip", "bd_rows", "evaluate", "write_report"]
 
 DEFAULT_AUDIO_BITRATES = (1.5, 3.0, 6.0, 12.0)  # kbps, for baselines when no codec says which
 MEAN_KEYS = ("kbps", "payload_kbps", "pesq", "stoi", "si_sdr", "mel_distance", "encode_seconds", "decode_seconds")
@@ -243,3 +244,45 @@ class AudioPlugin(EvalPlugin):
 
 PLUGIN = AudioPlugin()
 register_eval_plugin(PLUGIN)
+
+
+# --------------------------------------------------------------------------- from Python
+
+def evaluate(files: Sequence[str | Path], codec_names: Any, bitrates: Optional[Sequence[float]] = None,
+             baselines: Sequence[str] = AUDIO_BASELINES, baseline_bitrates: Optional[Sequence[float]] = None,
+             threads: int = 2, *, device: str = "cpu", progress: Optional[bool] = None) -> Results:
+    """Code every file with each learned codec at each bitrate and with each baseline at each
+    baseline bitrate, and measure each result (``ncodec eval`` from Python).
+
+    Args:
+        files: audio files (see :func:`ncodec.io.read_audio`), coded in this order.
+        codec_names: ncodec audio codec(s) by registry name or weights path, or codec
+            objects (``compress(wav, sample_rate, bitrate=kbps)``, ``decompress(data) ->
+            Decoded``, ``bitrates``); None or empty to run only the baselines.
+        bitrates: the codecs' target bitrates in kbps; None or empty for all each codec has.
+        baselines: baseline names (:data:`ncodec.eval.audio_baselines.AUDIO_BASELINES`).
+        baseline_bitrates: the baselines' targets in kbps; None for ``bitrates``, or, if
+            that is None too, the codecs' bitrates (else :data:`DEFAULT_AUDIO_BITRATES`).
+        threads: torch CPU threads while coding (timings depend on it); restored after.
+        device: where the learned codecs run ("cpu", "cuda"); baselines run on the CPU.
+        progress: a progress bar on stderr; None shows it only on a terminal.
+
+    Raises:
+        ValueError: no files, an unreadable file, an unknown or non-audio codec, a bitrate
+            the codec does not have, or an unknown baseline (checked before any coding).
+    """
+    return core.evaluate(PLUGIN, files, codec_names, bitrates, list(baselines), baseline_bitrates, device=device,
+                         threads=threads, progress=progress)
+
+
+def write_report(results: Results, out_dir: str | Path) -> dict[str, Path]:
+    """Write the JSON files, ``per_file.csv``, ``summary.md`` and ``rd.png`` into ``out_dir``
+    (created if needed; files of the same names are replaced). Returns {what: path}, with
+    one "json:<key>" entry per codec."""
+    return report.write_report(results, out_dir, PLUGIN)
+
+
+def bd_rows(results: Results) -> list[dict]:
+    """Per learned codec and baseline: the BD-rate (%) on PESQ-WB (``bd_rate_pesq``), a
+    float, or a string saying why it is missing."""
+    return core.bd_rows(results, PLUGIN)

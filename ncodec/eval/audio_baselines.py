@@ -277,7 +277,7 @@ def get_audio_baseline(name: str) -> AudioBaseline:
 def parse_audio_baselines(text: str | Sequence[str]) -> list[str]:
     """``"opus,mp3"`` (or a list) -> ``["opus", "mp3"]``; ``"none"`` or empty -> ``[]``.
     Unknown names raise ValueError; duplicates are dropped, the order kept."""
-    from ncodec.eval.baselines import parse_names
+    from ncodec.eval.plugin import parse_names
 
     return parse_names(text, list(_CLASSES), "audio baseline")
 

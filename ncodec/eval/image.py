@@ -2,7 +2,7 @@
 JPEG 2000 and JPEG XL, scored as CompressAI scores them.
 
 Per image and setting it measures the size of the whole file (container and headers included:
-what a user stores), bpp, PSNR-RGB, MS-SSIM (:mod:`ncodec.eval.metrics`) and the encode and
+what a user stores), bpp, PSNR-RGB, MS-SSIM (:mod:`ncodec.eval.image_metrics`) and the encode and
 decode wall-clock times. Images are read as 8-bit RGB (:func:`ncodec.io.read_rgb`: grayscale
 repeated to three channels, so every codec sees and is scored on the same RGB image). The
 report (:func:`ncodec.eval.report.write_report`) holds:
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-from ncodec.eval import baselines as image_baselines
-from ncodec.eval import metrics
+from ncodec.eval import core, image_baselines, report
+from ncodec.eval import image_metrics as metrics
 from ncodec.eval.core import bd_table
 from ncodec.eval.results import Record as _Record
 from ncodec.eval.results import Results
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
     from ncodec.codecs.base import Decoded
 
-__all__ = ["ImagePlugin", "Record", "bdrate_markdown"]
+__all__ = ["ImagePlugin", "Record", "bd_rows", "bdrate_markdown", "evaluate", "write_report"]
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class Record(_Record):
 
 
 class _Baseline:
-    """A classical image codec (:mod:`ncodec.eval.baselines`) on uint8 ``[3, H, W]`` tensors."""
+    """A classical image codec (:mod:`ncodec.eval.image_baselines`) on uint8 ``[3, H, W]`` tensors."""
 
     def __init__(self, baseline: image_baselines.Baseline):
         self.baseline = baseline
@@ -168,3 +168,42 @@ def bdrate_markdown(results: Results) -> str:
 
 PLUGIN = ImagePlugin()
 register_eval_plugin(PLUGIN)
+
+
+# --------------------------------------------------------------------------- from Python
+
+def evaluate(images: Sequence[str | Path], codec_name: Optional[str | Sequence[str]],
+             qualities: Optional[Sequence[int]] = None,
+             baselines: Sequence[str] = image_baselines.DEFAULT_BASELINES, device: str = "cpu",
+             progress: Optional[bool] = None) -> Results:
+    """Code every image with each ncodec codec at each quality and with each baseline at each
+    of its default settings, and measure each result (``ncodec eval`` from Python).
+
+    Args:
+        images: image files (PNG, JPEG, WebP; 8-bit RGB or grayscale), coded in this order.
+        codec_name: ncodec image codec (registry name or weights path), or several; None to
+            run only the baselines.
+        qualities: the codecs' qualities to run; None or empty for all of them.
+        baselines: baseline names (see :data:`ncodec.eval.image_baselines.BASELINES`).
+        device: where the learned codecs run ("cpu", "cuda"); baselines run on the CPU.
+        progress: a progress bar on stderr; None shows it only on a terminal.
+
+    Raises:
+        ValueError: no images, an unreadable image, an unknown codec, quality or baseline, or
+            a baseline whose library is missing (checked before any coding).
+    """
+    return core.evaluate(PLUGIN, images, codec_name, qualities, list(baselines), device=device, progress=progress)
+
+
+def write_report(results: Results, out_dir: str | Path) -> dict[str, Path]:
+    """Write the JSON files, ``per_image.csv``, ``rd.png`` and ``bdrate.md`` into ``out_dir``
+    (created if needed; files of the same names are replaced). Returns {what: path}, with
+    one "json:<key>" entry per codec."""
+    return report.write_report(results, out_dir, PLUGIN)
+
+
+def bd_rows(results: Results) -> list[dict]:
+    """Per learned codec and baseline: BD-rate (%) on PSNR-RGB (``bd_rate_psnr``) and on
+    MS-SSIM in dB (``bd_rate_ms_ssim``), and BD-PSNR in dB (``bd_psnr``); each a float, or a
+    string saying why it is missing."""
+    return core.bd_rows(results, PLUGIN)

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ncodec.eval.results import Curve, Results
 
 __all__ = ["BDColumn", "BaselineCoder", "Coded", "EvalPlugin", "Panel", "SummaryColumn", "eval_plugins",
-           "get_eval_plugin", "register_eval_plugin", "unregister_eval_plugin"]
+           "get_eval_plugin", "parse_names", "register_eval_plugin", "unregister_eval_plugin"]
 
 
 @dataclass(frozen=True)
@@ -223,8 +223,6 @@ class EvalPlugin(ABC):
     def parse_baselines(self, text: str | Sequence[str]) -> list[str]:
         """``"a,b"`` (or a list) -> baseline names; ``"none"`` or empty -> ``[]``; unknown
         names raise ValueError."""
-        from ncodec.eval.baselines import parse_names
-
         return parse_names(text, list(self.baseline_names()), f"{self.modality} baseline")
 
     def baseline(self, name: str) -> BaselineCoder:
@@ -258,6 +256,19 @@ class EvalPlugin(ABC):
         """``{file name: text}`` of the report's markdown files, or None for the standard
         ``summary.md`` (the table of means and the BD-rates, written by the report)."""
         return None
+
+
+def parse_names(text: str | Sequence[str], known: Sequence[str], what: str = "baseline") -> list[str]:
+    """``"a,b"`` (or a list) -> ``["a", "b"]`` (lower-cased); ``"none"`` or empty -> ``[]``.
+    Names not in ``known`` raise ValueError naming ``what``; duplicates are dropped, the order kept."""
+    names = text.split(",") if isinstance(text, str) else list(text)
+    names = [n.strip().lower() for n in names if n.strip()]
+    if names == ["none"]:
+        return []
+    for n in names:
+        if n not in known:
+            raise ValueError(f"unknown {what} {n!r}; known: {', '.join(known)} (or none)")
+    return list(dict.fromkeys(names))
 
 
 # ---------------------------------------------------------------------- registry

@@ -14,7 +14,7 @@ Task options (``TrainConfig.task``):
 The entropy bottlenecks' ``quantiles`` are the task's auxiliary parameters, trained by
 CompressAI's auxiliary loss (it places the factorized tables' support). Validation codes each
 image to a real ncodec file and back (bpp from the file's bytes, container included), and
-reports PSNR (:mod:`ncodec.eval.metrics`) and the model's own estimate beside it.
+reports PSNR (:mod:`ncodec.eval.image_metrics`) and the model's own estimate beside it.
 
 torch loads in the methods: ``ncodec --help`` imports this module to build its parser.
 """
@@ -169,7 +169,7 @@ class ImageTask(BaseTask):
         import torch
 
         from ncodec.codecs.image import ImageCodec
-        from ncodec.eval import metrics
+        from ncodec.eval import image_metrics as metrics
         from ncodec.io import read_rgb
         from ncodec.models import image as image_models
 

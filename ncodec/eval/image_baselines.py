@@ -228,20 +228,9 @@ def get_baseline(name: str) -> Baseline:
     return baseline
 
 
-def parse_names(text: str | Sequence[str], known: Sequence[str], what: str = "baseline") -> list[str]:
-    """``"a,b"`` (or a list) -> ``["a", "b"]`` (lower-cased); ``"none"`` or empty -> ``[]``.
-    Names not in ``known`` raise ValueError naming ``what``; duplicates are dropped, the order kept."""
-    names = text.split(",") if isinstance(text, str) else list(text)
-    names = [n.strip().lower() for n in names if n.strip()]
-    if names == ["none"]:
-        return []
-    for n in names:
-        if n not in known:
-            raise ValueError(f"unknown {what} {n!r}; known: {', '.join(known)} (or none)")
-    return list(dict.fromkeys(names))
-
-
 def parse_baselines(text: str | Sequence[str]) -> list[str]:
     """``"jpeg,webp"`` (or a list) -> ``["jpeg", "webp"]``; ``"none"`` or empty -> ``[]``.
     Unknown names raise ValueError; duplicates are dropped, the order kept."""
+    from ncodec.eval.plugin import parse_names
+
     return parse_names(text, list(BASELINES))
