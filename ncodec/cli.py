@@ -288,6 +288,15 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     return _run_jobs(jobs, decode, "decode", progress=not args.no_progress)
 
 
+def _add_file_options(p: argparse.ArgumentParser) -> None:
+    """The options encode and decode share: device, overwriting, progress."""
+    p.add_argument("--device", type=device_type, default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite existing output files (only regular files: never links, FIFOs or devices)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (by default shown for batches when stderr is a terminal)")
+
+
 def _add_encode(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser("encode", help="compress images (PNG, JPEG, WebP) and audio (WAV, FLAC, OGG, MP3) to .ncb files",
                        description="Compress INPUT (a file, several files or directories) to OUTPUT "
@@ -304,11 +313,7 @@ def _add_encode(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
                    help="audio: nominal bitrate in kbps per channel, one the codec offers (see `ncodec models`); "
                         "each channel is coded on its own, so a stereo file costs about twice; the measured "
                         "rate is printed after coding")
-    p.add_argument("--device", type=device_type, default="cpu", help="cpu or cuda (default: cpu)")
-    p.add_argument("--force", action="store_true",
-                   help="overwrite existing output files (only regular files: never links, FIFOs or devices)")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress bar (by default shown for batches when stderr is a terminal)")
+    _add_file_options(p)
     p.set_defaults(handler=_cmd_encode)
 
 
@@ -321,11 +326,7 @@ def _add_decode(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
     p.add_argument("paths", nargs="+", metavar="INPUT... OUTPUT")
     p.add_argument("--weights", default=None, metavar="PATH",
                    help="the weights file or run folder that made the files, if not a shipped codec")
-    p.add_argument("--device", type=device_type, default="cpu", help="cpu or cuda (default: cpu)")
-    p.add_argument("--force", action="store_true",
-                   help="overwrite existing output files (only regular files: never links, FIFOs or devices)")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress bar (by default shown for batches when stderr is a terminal)")
+    _add_file_options(p)
     p.set_defaults(handler=_cmd_decode)
 
 
