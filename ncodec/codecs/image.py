@@ -157,6 +157,8 @@ class ImageCodec(Codec):
         "width": MetaField(int, lo=1, hi=1 << 16), "height": MetaField(int, lo=1, hi=1 << 16),
         "channels": MetaField(int, choices=(1, 3)), "quality": MetaField(int, lo=0),
         "latent_shape": MetaField(object), "format": MetaField(int, required=False),
+        "bit_depth": MetaField(int, choices=(8,), required=False),
+        "color": MetaField(str, choices=("gray", "rgb"), required=False),
     }
 
     def __init__(self, name: str, quality: int, model: torch.nn.Module, device: torch.device | str = "cpu",

@@ -1,0 +1,89 @@
+"""The small shared parts of the codec interface: header meta schemas, chunk-head varints,
+the modality registry and the rate ladder of CodecInfo."""
+
+from __future__ import annotations
+
+import pytest
+
+from ncodec.codecs import container
+from ncodec.codecs.meta import MetaField, check_meta
+from ncodec.codecs.registry import CodecInfo
+from ncodec.errors import BitstreamError
+from ncodec.io.modality import Modality, get_modality, modality_for_path, register_modality, unregister_modality
+
+SCHEMA = {"width": MetaField(int, lo=1, hi=65536), "color": MetaField(str, choices=("gray", "rgb"), required=False),
+          "rate": MetaField(float, lo=0), "shape": MetaField(object)}
+
+
+@pytest.mark.parametrize("meta, message", [
+    ([], "not a JSON object"),
+    ({"rate": 1.0, "shape": []}, "lacks 'width'"),
+    ({"width": 0, "rate": 1.0, "shape": []}, r"invalid width: 0 \(expected an integer in 1..65536\)"),
+    ({"width": True, "rate": 1.0, "shape": []}, "invalid width: True"),      # a bool is not an int
+    ({"width": 2.0, "rate": 1.0, "shape": []}, "invalid width: 2.0"),        # nor a float
+    ({"width": 2, "rate": "1", "shape": []}, "invalid rate"),
+    ({"width": 2, "rate": -1, "shape": []}, "invalid rate: -1"),
+    ({"width": 2, "rate": 1, "shape": [], "color": "cmyk"}, r"invalid color: 'cmyk' \(expected one of 'gray', 'rgb'\)"),
+    ({"width": 2, "rate": 1, "shape": [], "color": None}, "invalid color: None"),  # optional: absent, not null
+])
+def test_meta_schemas_refuse_with_the_field_named(meta, message):
+    with pytest.raises(BitstreamError, match=message):
+        check_meta(meta, SCHEMA, "test")
+
+
+def test_meta_schemas_accept_and_return_the_meta():
+    meta = {"width": 7, "rate": 3, "shape": {"any": ["json"]}, "extra": "kept"}
+    assert check_meta(meta, SCHEMA, "test") is meta
+
+
+@pytest.mark.parametrize("values", [[], [0], [127, 128, 2**63, 2**64 - 1]])
+def test_chunk_heads_round_trip(values):
+    data = container.pack_ints(values)
+    assert container.unpack_ints(data, len(values), "head") == values
+
+
+@pytest.mark.parametrize("data, count, message", [
+    (b"\x05\x06", 1, "1 trailing bytes"),
+    (b"\x85", 1, "ends inside a varint"),
+    (b"\x80\x00", 1, "not minimally encoded"),
+    (b"\xff" * 10 + b"\x01", 1, "longer than 10 bytes"),
+    (b"\xff" * 9 + b"\x02", 1, "exceeds 2\\^64-1"),
+    (b"", 1, "ends inside a varint"),
+])
+def test_chunk_heads_refuse_malformed_bytes(data, count, message):
+    with pytest.raises(BitstreamError, match=message):
+        container.unpack_ints(data, count, "head")
+
+
+def test_varints_refuse_values_outside_their_range():
+    for value in (-1, 2**64):
+        with pytest.raises(ValueError):
+            container.write_varint(value)
+
+
+def test_modalities_register_and_do_not_claim_each_others_files():
+    pictures = Modality("pictures", (".pic",), (".pic",), "bpp", rate_basis=lambda meta: meta["pixels"])
+    register_modality(pictures)
+    try:
+        assert modality_for_path("a/b.PIC") is pictures and get_modality("pictures") is pictures
+        assert pictures.measured_rate({"pixels": 1000}, 100) == {"bpp": 0.8}
+        assert pictures.measured_rate({"pixels": 0}, 100) == {} and pictures.measured_rate([], 100) == {}
+        with pytest.raises(ValueError, match="claims input suffixes of 'image'"):
+            register_modality(Modality("thief", (".png",), (".png",), "bpp", rate_basis=len))
+    finally:
+        unregister_modality("pictures")
+    assert modality_for_path("b.pic") is None
+    # An audio track in a video container is audio's only while no modality claims the suffix.
+    assert modality_for_path("clip.mp4").name == "audio"
+    assert modality_for_path("photo.webp").name == "image"
+
+
+def test_codec_info_checks_its_rate_ladder_and_family():
+    info = CodecInfo("c", "image", (1, 2), 2, False, "d", "w", rate_unit="bpp", rates={1: 0.25, 2: 0.5})
+    assert info.rate_ladder() == "1:0.25 2:0.5 (bpp)" and info.family == "amortized"
+    with pytest.raises(ValueError, match="family"):
+        CodecInfo("c", "image", (1,), 1, False, "d", "w", family="fitted")
+    with pytest.raises(ValueError, match="unit"):
+        CodecInfo("c", "image", (1,), 1, False, "d", "w", rates={1: 0.3})
+    with pytest.raises(ValueError, match="default quality"):
+        CodecInfo("c", "image", (1,), 2, False, "d", "w")
