@@ -1,1 +1,3 @@
-"""Codec objects, the container format and the registry of shipped codecs (later issues)."""
+"""Codec objects behind one interface (base.py), the container format (container.py, header.py,
+varint.py), header meta schemas (meta.py), the codec registry (registry.py, shipped.py), and one
+module per codec family (image.py, audio.py); see docs/codecs.md."""

@@ -1,1 +1,2 @@
-"""Model building blocks: layers, quantizers, image/audio/video/INR models (later issues)."""
+"""Model building blocks: image and audio models, quantizers, exact integer networks, fast
+transforms, and weights files of every format (weights.py)."""
