@@ -24,6 +24,30 @@ from tqdm import tqdm
 from ncodec.train.audio_data import list_audio, load_mono, read_file_list
 
 
+def pack_speech(src: str | Path, val: str | Path, out: str | Path, max_mb: float = 55.0, rate: int = 16000,
+                fill: str = "librispeech_train100", seed: int = 0, progress: bool = True) -> dict:
+    """Pack ``src``'s audio minus the held-out ``val`` into ``out`` as mono 16-bit FLAC at
+    ``rate`` until ``max_mb`` MB (see the module doc); returns counts, MB and minutes."""
+    src, out = Path(src), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = list_audio(src, exclude=read_file_list(val))
+    fills = set(fill.split(","))
+    first = [f for f in files if not fills & set(f.relative_to(src).parts)]
+    rest = [f for f in files if fills & set(f.relative_to(src).parts)]
+    random.Random(seed).shuffle(rest)
+    budget, total, seconds, written = max_mb * 1e6, 0, 0.0, 0
+    for f in tqdm(first + rest, desc="packing", disable=not progress):
+        dst = out / (str(f.relative_to(src).with_suffix("")).replace("/", "__") + ".flac")
+        wav = load_mono(f, rate).numpy()
+        sf.write(dst, np.clip(wav, -1, 1), rate, subtype="PCM_16")
+        size = dst.stat().st_size
+        if total + size > budget:
+            dst.unlink()
+            break
+        total, seconds, written = total + size, seconds + len(wav) / rate, written + 1
+    return {"files": written, "of": len(files), "mb": total / 1e6, "minutes": seconds / 60}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--src", required=True, help="folder of training audio (searched recursively)")
@@ -34,25 +58,8 @@ def main() -> None:
     p.add_argument("--fill", default="librispeech_train100", help="corpora (folder names) that fill the rest")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-
-    src, out = Path(args.src), Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    files = list_audio(src, exclude=read_file_list(args.val))
-    fill = set(args.fill.split(","))
-    first = [f for f in files if not fill & set(f.relative_to(src).parts)]
-    rest = [f for f in files if fill & set(f.relative_to(src).parts)]
-    random.Random(args.seed).shuffle(rest)
-    budget, total, seconds, written = args.max_mb * 1e6, 0, 0.0, 0
-    for f in tqdm(first + rest, desc="packing"):
-        dst = out / (str(f.relative_to(src).with_suffix("")).replace("/", "__") + ".flac")
-        wav = load_mono(f, args.rate).numpy()
-        sf.write(dst, np.clip(wav, -1, 1), args.rate, subtype="PCM_16")
-        size = dst.stat().st_size
-        if total + size > budget:
-            dst.unlink()
-            break
-        total, seconds, written = total + size, seconds + len(wav) / args.rate, written + 1
-    print(f"{written} of {len(files)} files, {total / 1e6:.1f} MB, {seconds / 60:.1f} min at {args.rate} Hz in {out}")
+    r = pack_speech(args.src, args.val, args.out, args.max_mb, args.rate, args.fill, args.seed)
+    print(f"{r['files']} of {r['of']} files, {r['mb']:.1f} MB, {r['minutes']:.1f} min at {args.rate} Hz in {args.out}")
 
 
 if __name__ == "__main__":

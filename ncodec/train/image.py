@@ -112,12 +112,16 @@ class ImageTask(BaseTask):
         weights), or one whose modules are a subset of this one's (the variable-rate
         hyperprior's weights start the context model; its context modules keep their
         initialisation)."""
+        from torch import nn
+
         from ncodec.models import weights as weights_io
 
         source = weights_io.load_weights(path)
         # The CDF tables are rebuilt at export; only the trainable state is taken.
         state = {k: v for k, v in source.state_dict().items() if not _is_table(k)}
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        # nn.Module's own loader: CompressAI's resizes the table buffers from the state and so
+        # needs the very tables left out here.
+        missing, unexpected = nn.Module.load_state_dict(model, state, strict=False)
         missing = [k for k in missing if not _is_table(k) and k.split(".")[0] not in _CONTEXT_MODULES]
         if unexpected or missing:
             raise ValueError(f"{path}: does not fit {self.arch} at quality {self.quality} "
