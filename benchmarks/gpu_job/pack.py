@@ -77,14 +77,15 @@ def pack_images(src: Path, out: Path, crop: int, max_mb: float, seed: int = 0) -
 
 def download_wheels(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    platforms = [f"--platform={p}" for p in ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")]
+    # The device machine's Python is 3.12 (KINDS.md); pip matches manylinux versions exactly.
+    platforms = [f"--platform=manylinux_2_{n}_x86_64" for n in (17, 24, 27, 28, 31, 34, 35)] + ["--platform=any"]
     for spec in WHEELS:
-        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version",
-               "3.12", "--implementation", "cp", *platforms, "-d", str(out), spec]
-        if subprocess.run(cmd).returncode != 0:
-            # A pure-Python package has one wheel for every platform.
-            subprocess.run(cmd[:cmd.index("--only-binary=:all:")] + ["--only-binary=:all:", "-d", str(out), spec],
-                           check=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                        "--python-version", "3.12", "--implementation", "cp", *platforms, "-d", str(out), spec],
+                       check=True)
+    wrong = [w.name for w in out.glob("*.whl") if "-cp3" in w.name and "-cp312-" not in w.name]
+    if wrong:
+        raise SystemExit(f"wheels for another Python than the device machine's 3.12: {wrong}")
 
 
 def tree_mib(exclude: set[Path]) -> float:
