@@ -167,3 +167,26 @@ def test_the_registry_and_the_train_parser_do_not_load_torch():
             "print(names, 'torch' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "['image', 'audio'] False", proc.stderr
+
+
+def test_cpu_precision_and_layout_defaults_come_from_the_task(tmp_path):
+    """Image training defaults to bf16 autocast where the CPU has native bf16 and to
+    channels_last (measured faster per validation gain, benchmarks/README.md); audio to
+    neither; the command line overrides both."""
+    from ncodec.train.command import config_from_args
+    from ncodec.train.trainer import TrainConfig, _cpu_bf16
+
+    parser = build_parser()
+    image = config_from_args(parser.parse_args(["train", "image", "--data", str(tmp_path), "--steps", "1",
+                                                "--out", str(tmp_path / "o")]))
+    assert image.cpu_bf16 == "auto" and image.channels_last is True
+    audio = config_from_args(parser.parse_args(["train", "audio", "--data", str(tmp_path), "--steps", "1",
+                                                "--out", str(tmp_path / "o")]))
+    assert audio.cpu_bf16 is False and audio.channels_last is False
+    forced = config_from_args(parser.parse_args(["train", "image", "--data", str(tmp_path), "--steps", "1",
+                                                 "--out", str(tmp_path / "o"), "--cpu-bf16", "off",
+                                                 "--channels-last", "off"]))
+    assert forced.cpu_bf16 is False and forced.channels_last is False
+    assert _cpu_bf16(True) and not _cpu_bf16(False)
+    with pytest.raises(ValueError, match="cpu_bf16"):
+        TrainConfig(out=str(tmp_path), steps=1, cpu_bf16="sometimes")

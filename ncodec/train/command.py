@@ -40,6 +40,11 @@ def _add_run_options(p: argparse.ArgumentParser, val_limit_help: str) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--init", help="start from these weights (.safetensors), e.g. a lower quality's")
     p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+    p.add_argument("--cpu-bf16", choices=("auto", "on", "off"), default=None,
+                   help="bf16 autocast on the CPU: auto = where the CPU has native bf16 (default of image "
+                        "training; audio: off)")
+    p.add_argument("--channels-last", choices=("on", "off"), default=None,
+                   help="channels_last memory format for the model and image batches (image training: on)")
     p.add_argument("--max-minutes", type=float, help="training-time budget: stop and export when spent")
     p.set_defaults(handler=run_train)
 
@@ -71,6 +76,8 @@ def config_from_args(args: argparse.Namespace):
     overrides = {k: getattr(args, k) for k in sorted(fields) if hasattr(args, k)}
     if args.no_amp:
         overrides["amp"] = False
+    choice = {"on": True, "off": False, "auto": "auto", None: None}
+    overrides["cpu_bf16"], overrides["channels_last"] = choice[args.cpu_bf16], choice[args.channels_last]
     if args.max_minutes is not None:
         overrides["max_seconds"] = 60.0 * args.max_minutes
     defaults = dict(task_cls.config_defaults)
