@@ -87,3 +87,31 @@ def test_codec_info_checks_its_rate_ladder_and_family():
         CodecInfo("c", "image", (1,), 1, False, "d", "w", rates={1: 0.3})
     with pytest.raises(ValueError, match="default quality"):
         CodecInfo("c", "image", (1,), 2, False, "d", "w")
+
+
+def test_files_of_earlier_shipped_weights_still_decode(tmp_path, monkeypatch):
+    """Retrained weights replace a codec's shipped file; the earlier file moves to
+    ncodec/weights/previous/<arch>@<fingerprint>.safetensors, and files it wrote still decode."""
+    import torch
+
+    import ncodec
+    from ncodec.codecs import shipped
+    from ncodec.errors import BitstreamError
+    from ncodec.models import image as image_models
+    from ncodec.models.weights import export_weights
+
+    arch = "bmshj2018-factorized"
+    torch.manual_seed(123)  # other weights than the registry's seeded ones
+    model = image_models.build_image_model(arch, **image_models.ARCHITECTURES[arch].channels(1))
+    earlier = tmp_path / "earlier.safetensors"
+    export_weights(model, earlier, arch=arch, quality=1)
+    old = ncodec.load(str(earlier), 1)
+    image = torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)
+    data = old.compress(image)
+    assert old.fingerprint != ncodec.load(arch, 1, untrained=True).fingerprint
+    with pytest.raises(BitstreamError, match="fingerprint"):
+        ncodec.decompress(data)
+    monkeypatch.setattr(shipped, "PREVIOUS_DIR", tmp_path)
+    (tmp_path / f"{arch}@{old.fingerprint}.safetensors").write_bytes(earlier.read_bytes())
+    assert torch.equal(ncodec.decompress(data).tensor, old.decompress(data).tensor)
+    assert shipped.previous_weights(arch, "../" + old.fingerprint[3:]) is None  # no path from a header

@@ -11,7 +11,9 @@ on the job's validation data (first ``limit`` files):
   mean PESQ-WB over the bitrates is higher by more than ``margin`` / 100.
 
 A winner replaces ``ncodec/weights/<model>.safetensors``, its training record keeping the
-shipped weights' record under ``history``. Either way a line goes to
+shipped weights' record under ``history``; the replaced file moves to
+``ncodec/weights/previous/<model>@<fingerprint>.safetensors``, where decoders find it for the
+files it wrote. Either way a line goes to
 ``benchmarks/results/gpu_job_history.md``. ``--no-replace`` only reports (the dry run).
 
     .venv/bin/python benchmarks/gpu_job/accept.py --returned /work/.device/.../files
@@ -34,8 +36,10 @@ HISTORY = ROOT / "benchmarks" / "results" / "gpu_job_history.md"
 def restore(aside: Path) -> int:
     """Move every weights file waiting in ``aside`` back into the package; returns how many."""
     moved = 0
-    for f in sorted(aside.glob("*.safetensors")) if aside.is_dir() else []:
-        shutil.move(str(f), WEIGHTS / f.name)
+    for f in sorted(aside.rglob("*.safetensors")) if aside.is_dir() else []:
+        target = WEIGHTS / f.relative_to(aside)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(f), target)
         moved += 1
     return moved
 
@@ -89,14 +93,29 @@ def _r(values: list[float]) -> list[float]:
     return [round(v, 4) if math.isfinite(v) else v for v in values]
 
 
+def archive(shipped: Path) -> Path:
+    """Copy the shipped weights to ``ncodec/weights/previous/<arch>@<fingerprint>.safetensors``,
+    so that the files they wrote still decode once they are replaced."""
+    import ncodec
+    from ncodec.codecs.shipped import PREVIOUS_DIR
+
+    codec = ncodec.load(str(shipped))
+    PREVIOUS_DIR.mkdir(parents=True, exist_ok=True)
+    dst = PREVIOUS_DIR / f"{codec.name}@{codec.fingerprint}.safetensors"
+    shutil.copyfile(shipped, dst)
+    return dst
+
+
 def install(candidate: Path, shipped: Path, dst: Path) -> None:
-    """Write the candidate to ``dst`` with the shipped record appended to its ``history``."""
+    """Write the candidate to ``dst`` with the shipped record appended to its ``history``,
+    after keeping the shipped file among the earlier weights (:func:`archive`)."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
     from ncodec.io import atomic_output
     from ncodec.models.weights import read_any_metadata
 
+    archive(shipped)
     old = json.loads(read_any_metadata(shipped).get("training", "{}"))
     meta = read_any_metadata(candidate)
     record = json.loads(meta.get("training", "{}"))

@@ -136,8 +136,10 @@ def main() -> None:
     if args.aside != "none":
         aside = Path(args.aside)
         aside.mkdir(parents=True, exist_ok=True)
-        for f in sorted(WEIGHTS.glob("*.safetensors")):
-            shutil.move(str(f), aside / f.name)
+        for f in sorted(WEIGHTS.rglob("*.safetensors")):  # the earlier weights in previous/ too
+            target = aside / f.relative_to(WEIGHTS)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(f), target)
             moved.append(f.name)
     total = tree_mib(set()) + folder_mib(bundle)
     print(f"packed {job['model']} ({job['task']}): {packed}; bundle {folder_mib(bundle):.1f} MiB, "

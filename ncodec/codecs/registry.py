@@ -302,4 +302,11 @@ def codec_for_header(header: Any, *, device: torch.device | str = "cpu", weights
     if codec.modality != header.modality:
         raise BitstreamError(f"file header says modality {header.modality!r}, but codec {header.codec!r} codes "
                              f"{codec.modality}: a forged or damaged header")
+    if weights is None and codec.fingerprint != header.fingerprint:
+        # Written with earlier shipped weights of this codec: those still ship, by fingerprint.
+        from ncodec.codecs.shipped import previous_weights
+
+        earlier = previous_weights(header.codec, header.fingerprint)
+        if earlier is not None:
+            return codec_for_header(header, device=device, weights=earlier, cache=cache)
     return codec

@@ -18,11 +18,17 @@ from typing import Callable, Optional, TypeVar
 
 import torch
 
-__all__ = ["WEIGHTS_DIR", "describe_training", "recorded_rates", "seeded", "shipped_or_seeded", "shipped_weights",
-           "training_info"]
+__all__ = ["PREVIOUS_DIR", "WEIGHTS_DIR", "describe_training", "previous_weights", "recorded_rates", "seeded",
+           "shipped_or_seeded", "shipped_weights", "training_info"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 """Trained weights shipped inside the package: ``<architecture>.safetensors``."""
+
+PREVIOUS_DIR = WEIGHTS_DIR / "previous"
+"""Earlier shipped weights, kept so that the files they wrote still decode after the weights
+of their codec are retrained: ``<architecture>@<fingerprint>.safetensors``, the fingerprint
+being the one in those files' headers."""
+_FINGERPRINT_CHARS = frozenset("0123456789abcdef")
 
 Model = TypeVar("Model")
 
@@ -30,6 +36,14 @@ Model = TypeVar("Model")
 def shipped_weights(arch: str) -> Optional[Path]:
     """The weights file shipped for architecture ``arch``, or None."""
     path = WEIGHTS_DIR / f"{arch}.safetensors"
+    return path if path.is_file() else None
+
+
+def previous_weights(arch: str, fingerprint: str) -> Optional[Path]:
+    """The earlier shipped weights of ``arch`` whose files carry ``fingerprint``, or None."""
+    if len(fingerprint) != 32 or not set(fingerprint) <= _FINGERPRINT_CHARS or "/" in arch or arch.startswith("."):
+        return None  # never a path built from a hostile header
+    path = PREVIOUS_DIR / f"{arch}@{fingerprint}.safetensors"
     return path if path.is_file() else None
 
 
