@@ -65,7 +65,8 @@ def describe_training(info: dict) -> str:
     if not info:
         return "random init (untrained)"
     data = f" on {info['data']}" if info.get("data") else ""
-    return f"trained {info.get('steps')} steps ({info.get('device', '?')}){data}"
+    earlier = f", after {len(info['history'])} earlier run(s)" if info.get("history") else ""
+    return f"trained {info.get('steps')} steps ({info.get('device', '?')}){data}{earlier}"
 
 
 def recorded_rates(info: dict, qualities: tuple[int, ...], key: str = "bpp") -> dict[int, float]:
