@@ -115,3 +115,22 @@ def test_files_of_earlier_shipped_weights_still_decode(tmp_path, monkeypatch):
     (tmp_path / f"{arch}@{old.fingerprint}.safetensors").write_bytes(earlier.read_bytes())
     assert torch.equal(ncodec.decompress(data).tensor, old.decompress(data).tensor)
     assert shipped.previous_weights(arch, "../" + old.fingerprint[3:]) is None  # no path from a header
+
+
+def test_decoded_stands_in_for_its_tensor():
+    """Code written when decompress returned the tensor keeps working on a Decoded."""
+    import numpy as np
+    import torch
+
+    from ncodec.codecs.base import Decoded
+    from ncodec.eval.portability import to_pixels
+
+    x = torch.rand(3, 4, 5)
+    decoded = Decoded(x, "image")
+    assert decoded.shape == x.shape and decoded.float().dtype == torch.float32
+    assert torch.equal(decoded, x) and torch.equal((decoded.clamp(0, 1) * 255).round(), (x * 255).round())
+    assert np.array_equal(np.asarray(decoded), x.numpy()) and np.array_equal(to_pixels(decoded), to_pixels(x))
+    with pytest.raises(AttributeError):
+        decoded.no_such_attribute
+    with pytest.raises(TypeError):
+        _wav, _rate = decoded  # not the audio pair of 0.1

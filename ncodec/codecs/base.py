@@ -57,10 +57,28 @@ class Decoded:
     frame_rate: Optional[float] = None
     meta: Mapping[str, Any] = field(default_factory=dict)
 
-    @property
-    def shape(self) -> torch.Size:
-        """``tensor.shape``."""
-        return self.tensor.shape
+    # ncodec 0.2's decompress returned the tensor itself: a Decoded still stands in for it, so
+    # code written for that (``x.float()``, ``x.shape``, ``torch.equal(x, y)``, ``np.asarray(x)``)
+    # keeps working. What it cannot be is unpacked as ``(wav, sample_rate)``.
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or "tensor" not in self.__dict__:
+            raise AttributeError(name)
+        return getattr(self.__dict__["tensor"], name)
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        def unwrap(value: Any) -> Any:
+            if isinstance(value, Decoded):
+                return value.tensor
+            if isinstance(value, (list, tuple)):
+                return type(value)(unwrap(v) for v in value)
+            return value
+
+        return func(*unwrap(tuple(args)), **{k: unwrap(v) for k, v in (kwargs or {}).items()})
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        array = self.tensor.detach().cpu().numpy()
+        return array if dtype is None else array.astype(dtype)
 
 
 class Codec(ABC):

@@ -43,10 +43,12 @@ EXPECTED_CAPABILITY = {"avx2": "AVX2", "default": "DEFAULT"}
 
 
 def to_pixels(x) -> np.ndarray:
-    """A decoded float image ``[C, H, W]`` in [0, 1] as uint8 ``[C, H, W]``."""
+    """A decoded float image ``[C, H, W]`` in [0, 1] (a tensor, or a :class:`Decoded`) as uint8
+    ``[C, H, W]``."""
     import torch
 
-    return (torch.as_tensor(x).detach().cpu().float().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    x = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    return (x.detach().cpu().float().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
 
 @dataclass
@@ -99,7 +101,7 @@ def _worker(out: str, files: Iterable[str]) -> None:
     errors: dict[str, str] = {}
     for i, path in enumerate(files):
         try:
-            arrays[f"f{i}"] = to_pixels(ncodec.decompress(Path(path).read_bytes()).tensor)
+            arrays[f"f{i}"] = to_pixels(ncodec.decompress(Path(path).read_bytes()))
         except Exception as exc:  # reported to the parent, which counts it as a failure
             errors[str(i)] = f"{type(exc).__name__}: {exc}"
     info = {"capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
