@@ -1,7 +1,8 @@
 """Entropy coding: the range coder's Python API, CDF tables, entropy stages and models.
 
 Every ncodec codec turns its symbols into bytes through an entropy stage
-(:mod:`ncodec.entropy.stage`: Gaussian, factorized, categorical; :mod:`ncodec.entropy.laplace`),
+(:mod:`ncodec.entropy.stage`: Gaussian, factorized, categorical; :mod:`ncodec.entropy.laplace`;
+:mod:`ncodec.entropy.logits`: per-symbol fixed-point logits),
 which drives the range coder (:mod:`ncodec.entropy.coder`: the table convention and the
 stream's guarantees).
 """
@@ -19,6 +20,7 @@ from ncodec.entropy.coder import (
     pmf_to_quantized_cdf,
 )
 from ncodec.entropy.laplace import LaplaceStage, laplace_scales, laplace_table
+from ncodec.entropy.logits import LogitStage, logits_to_cdfs
 from ncodec.entropy.stage import (
     CategoricalStage,
     CdfTable,
@@ -38,6 +40,7 @@ __all__ = [
     "FactorizedStage",
     "GaussianStage",
     "LaplaceStage",
+    "LogitStage",
     "PRECISION",
     "STREAM_VERSION",
     "RangeDecoder",
@@ -51,5 +54,6 @@ __all__ = [
     "gaussian_table",
     "laplace_scales",
     "laplace_table",
+    "logits_to_cdfs",
     "pmf_to_quantized_cdf",
 ]

@@ -193,6 +193,18 @@ class EntropyStage:
         rows = self.indexes(params).cpu()
         return self.table.symbol_bits(torch.as_tensor(symbols).cpu().reshape(rows.shape), rows)
 
+    # How a batch meets the incremental coder; a family whose params are not table rows
+    # (e.g. per-symbol distributions) overrides these three.
+    def _write(self, encoder: _coder.RangeEncoder, symbols: Tensor, params: TensorLike) -> None:
+        encoder.encode(symbols, self.indexes(params), *self.table)
+
+    def _read(self, decoder: _coder.RangeDecoder, params: TensorLike) -> Tensor:
+        return decoder.decode(self.indexes(params), *self.table)
+
+    def _count(self, params: TensorLike) -> int:
+        """Symbols that ``params`` describe."""
+        return torch.as_tensor(params).numel()
+
     @staticmethod
     def _like(out: Tensor, params: TensorLike) -> Tensor:
         # Rows are computed and coded on the CPU; symbols go back to the params' device.
@@ -215,7 +227,7 @@ class StageWriter:
         """Append ``symbols`` coded with ``params`` (as many elements)."""
         symbols = _coder._int32(symbols, "symbols")
         self.stage._check_symbols(symbols, decoded=False)
-        self._encoder.encode(symbols, self.stage.indexes(params), *self.stage.table)
+        self.stage._write(self._encoder, symbols, params)
 
     @property
     def symbols_written(self) -> int:
@@ -237,11 +249,11 @@ class StageReader:
 
     def read(self, params: TensorLike) -> Tensor:
         """The next ``params.numel()`` symbols: int32, shaped like ``params``, on its device."""
-        indexes = self.stage.indexes(params)
-        if self.symbols_left < indexes.numel():
+        wanted = self.stage._count(params)
+        if self.symbols_left < wanted:
             raise BitstreamError(f"substream holds {self.symbols_left} more symbols, "
-                                 f"the decoder asks for {indexes.numel()}")
-        out = self._decoder.decode(indexes, *self.stage.table)
+                                 f"the decoder asks for {wanted}")
+        out = self.stage._read(self._decoder, params)
         self.stage._check_symbols(out, decoded=True)
         return self.stage._like(out, params)
 
