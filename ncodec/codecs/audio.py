@@ -20,8 +20,12 @@ Guarantees:
   pieces and returns samples. The bytes are a normal ncodec file (header, chunks, index).
 
 Each chunk has two substreams: ``head`` (varints: frames in the chunk, valid samples at the
-model's rate) and ``codes`` (the range-coder stream of the ``[channels, n_q, frames]`` codes,
-codebook ``q`` coded with its own table).
+model's rate) and ``codes``: the range-coder stream of the ``[channels, n_q, frames]`` codes.
+A codec with a token context model (:mod:`ncodec.models.token_context`, shipped as
+``weights/<arch>-context.safetensors``) codes them frame by frame, each code with the
+distribution the model predicts from the codes before it, in exact integer arithmetic; the
+file's meta names the model (``code_model``: its fingerprint). Files without ``code_model``
+(and codecs without a context model) code codebook ``q`` with its own static table.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from ncodec.codecs.shipped import describe_training, shipped_or_seeded, shipped_
 from ncodec.entropy.stage import CategoricalStage
 from ncodec.errors import BitstreamError
 from ncodec.models import audio as audio_models
+from ncodec.models import token_context as context_models
 from ncodec.models import weights as weights_io
 from ncodec.models.fingerprint import state_fingerprint
 
@@ -242,6 +247,8 @@ class StreamEncoder:
                 "channels": channels, "chunk_frames": self.chunk_frames}
         if samples is not None:
             meta["samples"] = int(samples)
+        if codec.code_model is not None:
+            meta["code_model"] = codec.code_model
         header = container.Header(codec=codec.name, fingerprint=codec.fingerprint, modality="audio",
                                   substreams=SUBSTREAMS, meta=meta)
         self.meta = header.meta
@@ -369,7 +376,7 @@ class StreamDecoder:
             raise BitstreamError(f"audio chunk claims {frames} frames and {valid} samples")
         if self._model_samples != self._frames * self.codec.hop:
             raise BitstreamError("audio chunk follows a short (final) chunk")
-        codes = self.codec.decode_codes(substreams[1], meta["channels"], meta["n_q"], frames)
+        codes = self.codec.decode_codes(substreams[1], meta["channels"], meta["n_q"], frames, meta.get("code_model"))
         self._frames += frames
         pieces = self._decoder.push(codes)
         wav = torch.cat(pieces, -1)[:, :valid]
@@ -399,11 +406,15 @@ class AudioCodec(Codec):
         device: where the model runs.
         chunk_seconds: audio per container chunk (the unit of random access).
         block_seconds: audio per model call (bounds memory; does not change the bytes).
+        context: a token context model trained on this model's codebooks: codes are coded
+            with it (smaller files, slower decoding: one small integer MLP per code).
 
     Attributes:
         sample_rate: the model's rate in Hz (input at other rates is resampled).
         bitrates: nominal kbps it offers (``n_q * log2(K) * frame_rate``); actual files are
             smaller, as the codes are entropy-coded.
+        code_model: fingerprint (16 hex digits) of the token context model, or None.
+        token_context: its exact twin (:class:`~ncodec.models.token_context.ExactTokenContext`), or None.
     """
 
     modality = "audio"
@@ -414,11 +425,13 @@ class AudioCodec(Codec):
         "channels": MetaField(int, lo=1, hi=MAX_CHANNELS), "n_q": MetaField(int, lo=1),
         "chunk_frames": MetaField(int, lo=1, hi=MAX_CHUNK_FRAMES), "model_sample_rate": MetaField(int),
         "samples": MetaField(int, lo=0, required=False), "bitrate": MetaField(float, required=False),
+        # The token context model that coded the codes (its fingerprint); absent: the static prior.
+        "code_model": MetaField(str, required=False),
     }
 
     def __init__(self, name: str, model: audio_models.AudioCodecModel, quality: int = 1,
                  device: torch.device | str = "cpu", *, chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
-                 block_seconds: float = 10.0):
+                 block_seconds: float = 10.0, context: Optional[context_models.TokenContextModel] = None):
         self.name = name
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -436,6 +449,12 @@ class AudioCodec(Codec):
         # One frequency prior per codebook (params: codebook index); codes are in 0 .. K-1,
         # so the escape is never coded, and a decoded escape is a BitstreamError.
         self._code_stage = CategoricalStage.from_counts(self.model.code_counts, tail_mass=1e-9)
+        # The token context model (exact twin) and its fingerprint, written in every file it codes.
+        self.token_context: Optional[context_models.ExactTokenContext] = None
+        self.code_model: Optional[str] = None
+        if context is not None:
+            self.token_context = context.exact(self.codebooks())
+            self.code_model = state_fingerprint(context.state_dict())[:16]
 
     def __repr__(self) -> str:
         return f"AudioCodec({self.name!r}, {self.sample_rate} Hz, bitrates={list(self.bitrates)} kbps)"
@@ -447,14 +466,28 @@ class AudioCodec(Codec):
 
     # ---------------------------------------------------------------- entropy coding of codes
 
+    def codebooks(self) -> torch.Tensor:
+        """The quantizer's stored code vectors, float32 ``[n_q, K, D]`` on the CPU."""
+        return torch.stack([layer.codebook.detach().float().cpu() for layer in self.model.quantizer.layers])
+
     def code_bytes(self, codes: torch.Tensor) -> bytes:
-        """Range-code ``codes [C, n_q, F]`` with the per-codebook tables."""
+        """Range-code ``codes [C, n_q, F]``: with the token context model when the codec has
+        one (:attr:`code_model`), else with the per-codebook tables."""
+        if self.token_context is not None:
+            return self.token_context.encode(codes)
         c, n_q, f = codes.shape
         codebooks = torch.arange(n_q, dtype=torch.int32).view(1, n_q, 1).expand(c, n_q, f)
         return self._code_stage.encode(codes, codebooks)
 
-    def decode_codes(self, data: bytes, channels: int, n_q: int, frames: int) -> torch.Tensor:
-        """Inverse of :meth:`code_bytes`; int64 ``[channels, n_q, frames]``."""
+    def decode_codes(self, data: bytes, channels: int, n_q: int, frames: int,
+                     code_model: Optional[str] = None) -> torch.Tensor:
+        """Inverse of :meth:`code_bytes` for a file whose meta names ``code_model`` (None: the
+        static prior); int64 ``[channels, n_q, frames]``."""
+        if code_model is not None:
+            if code_model != self.code_model:
+                raise BitstreamError(f"audio file was coded with token context model {code_model!r}; this codec "
+                                     f"has {self.code_model or 'none'}")
+            return self.token_context.decode(data, channels, n_q, frames)
         codebooks = torch.arange(n_q, dtype=torch.int32).view(1, n_q, 1).expand(channels, n_q, frames)
         # BitstreamError on a foreign stream and on codes outside 0 .. codebook_size-1.
         return self._code_stage.decode(data, codebooks).long()
@@ -604,6 +637,9 @@ class AudioCodec(Codec):
             raise BitstreamError(f"audio file header has an invalid model_sample_rate: {meta['model_sample_rate']!r}")
         if meta["n_q"] > self.arch.n_q:
             raise BitstreamError(f"audio file header has an invalid n_q: {meta['n_q']!r}")
+        if meta.get("code_model") is not None and meta["code_model"] != self.code_model:
+            raise BitstreamError(f"audio file was coded with token context model {meta['code_model']!r}; this "
+                                 f"codec has {self.code_model or 'none'}")
         return meta
 
 
@@ -614,10 +650,22 @@ class AudioCodec(Codec):
 SHIPPED = ("speech-rvq-16k", "tokenizer-16k", "audio-rvq-24k")
 
 
+def shipped_context(arch: str, codec_fingerprint: str) -> Optional[context_models.TokenContextModel]:
+    """The shipped token context model of audio architecture ``arch``
+    (``weights/<arch>-context.safetensors``) if it was trained on the codebooks of the codec
+    with ``codec_fingerprint``, else None."""
+    path = shipped_weights(f"{arch}-context")
+    if path is None or training_info(path).get("codec_fingerprint") != codec_fingerprint:
+        return None
+    return weights_io.load_weights(path, arch=f"{arch}-context")
+
+
 def _factory(arch: str):
     def build(quality: int, device: torch.device) -> AudioCodec:
         model = shipped_or_seeded(arch, arch, lambda: audio_models.build_audio_model(arch))
-        return AudioCodec(arch, model, quality, device)
+        codec = AudioCodec(arch, model, quality, device)
+        context = shipped_context(arch, codec.fingerprint)
+        return codec if context is None else AudioCodec(arch, model, quality, device, context=context)
 
     return build
 
