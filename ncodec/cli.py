@@ -235,7 +235,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     def encode(src: Path, dst: Path) -> dict:
         modality = _input_modality(src, args)
         codec = _codec_for(args, modality, codecs)
-        options = {"bitrate": args.bitrate} if args.bitrate is not None else {}
+        options = {k: getattr(args, k) for k in ("bitrate", "entropy") if getattr(args, k) is not None}
         unknown = sorted(set(options) - set(codec.encode_options))
         if unknown:
             raise ValueError(f"--{unknown[0]} is not an option of {codec.name} ({modality.name}); "
@@ -313,6 +313,9 @@ def _add_encode(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
                    help="audio: nominal bitrate in kbps per channel, one the codec offers (see `ncodec models`); "
                         "each channel is coded on its own, so a stereo file costs about twice; the measured "
                         "rate is printed after coding")
+    p.add_argument("--entropy", choices=("context", "static"), default=None,
+                   help="audio: code the tokens with the codec's token context model (its default: smaller "
+                        "files, slower coding) or with its static per-codebook tables (faster)")
     _add_file_options(p)
     p.set_defaults(handler=_cmd_encode)
 

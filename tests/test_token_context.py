@@ -106,11 +106,14 @@ def test_exact_twin_matches_float_model_and_round_trips():
     model, codebooks = _tiny_model()
     codes = torch.randint(0, 16, (2, 3, 40))
     exact = model.exact(codebooks)
-    floats = model(*context_features(codebooks, codes)).double()
+    floats = model(*context_features(codebooks, codes, int(model.segment_frames))).double()
     assert (exact.logits(codes) / 2**16 - floats).abs().max() < 1e-3
     data = exact.encode(codes)
     assert torch.equal(exact.decode(data, 2, 3, 40), codes)
     assert torch.equal(exact.decode(exact.encode(codes[:, :2]), 2, 2, 40), codes[:, :2])  # any codebook prefix
+    for frames in (1, 24, 25, 26):  # segments of 25 frames: partial, whole, whole + one
+        part = codes[..., :frames]
+        assert torch.equal(exact.decode(exact.encode(part), 2, 3, frames), part)
     with pytest.raises(BitstreamError):
         exact.decode(data, 2, 3, 41)
     with pytest.raises(ValueError):
@@ -159,7 +162,8 @@ def test_shipped_codec_codes_with_its_context_model(codec, speech):
     static = _static(codec)
     for kbps in codec.bitrates:
         data = codec.compress(speech, 16000, bitrate=kbps)
-        old = static.compress(speech, 16000, bitrate=kbps)
+        old = codec.compress(speech, 16000, bitrate=kbps, entropy="static")
+        assert old == static.compress(speech, 16000, bitrate=kbps)  # as a codec without one writes
         assert container.read_header(data).meta["code_model"] == codec.code_model
         assert "code_model" not in container.read_header(old).meta
         assert len(data) < len(old)
@@ -169,12 +173,23 @@ def test_shipped_codec_codes_with_its_context_model(codec, speech):
             static.decompress(data)
 
 
-def test_foreign_context_model_is_rejected(codec, speech):
+def _reheader(data: bytes, **changes) -> bytes:
+    """``data`` with its header rebuilt with ``changes`` (fields of Header, or meta=...)."""
+    header, chunks = container.unpack(data)
+    fields = {k: getattr(header, k) for k in ("codec", "fingerprint", "modality", "substreams", "meta")}
+    return container.pack(container.Header(**{**fields, **changes}), chunks)
+
+
+def test_foreign_or_mislabelled_context_files_are_rejected(codec, speech):
     data = codec.compress(speech[:, :16000], 16000, bitrate=codec.bitrates[0])
     header = container.read_header(data)
-    forged = data.replace(header.meta["code_model"].encode(), b"0123456789abcdef")
-    with pytest.raises(BitstreamError):
-        codec.decompress(forged)
+    assert tuple(header.substreams) == ("head", "context-codes")
+    meta = dict(header.meta)
+    for forged in (_reheader(data, meta={**meta, "code_model": "0123456789abcdef"}),  # another context model
+                   _reheader(data, meta={k: v for k, v in meta.items() if k != "code_model"}),  # as decoders
+                   _reheader(data, substreams=("head", "codes"))):  # from before context models see it
+        with pytest.raises(BitstreamError):
+            codec.decompress(forged)
 
 
 _CODES_SCRIPT = r"""
@@ -212,3 +227,37 @@ def test_codes_decode_identically_under_other_settings(codec, speech, tmp_path, 
     assert digest == expected
     if "ATEN_CPU_CAPABILITY" in env:
         assert capability == {"avx2": "AVX2", "default": "DEFAULT"}[env["ATEN_CPU_CAPABILITY"]]
+
+
+def test_context_model_lies_beside_its_weights(codec, speech, tmp_path):
+    """Weights files (user runs, earlier shipped weights in previous/) bring the context model
+    stored beside them, and only one trained on their own codebooks."""
+    weights = Path(ncodec.__file__).parent / "weights"
+    (tmp_path / "run.safetensors").symlink_to(weights / "speech-rvq-16k.safetensors")
+    assert ncodec.load(str(tmp_path / "run.safetensors")).code_model is None
+    (tmp_path / "run-context.safetensors").symlink_to(weights / "speech-rvq-16k-context.safetensors")
+    loaded = ncodec.load(str(tmp_path / "run.safetensors"))
+    assert loaded.code_model == codec.code_model
+    data = codec.compress(speech[:, :16000], 16000, bitrate=codec.bitrates[0])
+    assert torch.equal(loaded.decompress(data).tensor, codec.decompress(data).tensor)
+    # weights with other codebooks ignore it
+    (tmp_path / "tok.safetensors").symlink_to(weights / "tokenizer-16k.safetensors")
+    (tmp_path / "tok-context.safetensors").symlink_to(weights / "speech-rvq-16k-context.safetensors")
+    assert ncodec.load(str(tmp_path / "tok.safetensors")).code_model is None
+
+
+def test_cli_chooses_the_entropy_coding(tmp_path):
+    run = [sys.executable, "-m", "ncodec"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    sizes = {}
+    for entropy in ("context", "static"):
+        out = tmp_path / f"{entropy}.ncb"
+        r = subprocess.run(run + ["encode", str(SPEECH), str(out), "--bitrate", "1.5", "--entropy", entropy], env=env,
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert ("code_model" in container.read_header(out.read_bytes()).meta) == (entropy == "context")
+        sizes[entropy] = out.stat().st_size
+    assert sizes["context"] < sizes["static"]
+    r = subprocess.run(run + ["encode", str(SPEECH), str(tmp_path / "x.ncb"), "--entropy", "fancy"], env=env,
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and not (tmp_path / "x.ncb").exists()

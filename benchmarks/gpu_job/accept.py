@@ -13,7 +13,8 @@ on the job's validation data (first ``limit`` files):
 A winner replaces ``ncodec/weights/<model>.safetensors``, its training record keeping the
 shipped weights' record under ``history``; the replaced file moves to
 ``ncodec/weights/previous/<model>@<fingerprint>.safetensors``, where decoders find it for the
-files it wrote. Either way a line goes to
+files it wrote (with its token context model beside it, for an audio codec that has one; the
+new weights then get a context model of their own, retrained here). Either way a line goes to
 ``benchmarks/results/gpu_job_history.md``. ``--no-replace`` only reports (the dry run).
 
     .venv/bin/python benchmarks/gpu_job/accept.py --returned /work/.device/.../files
@@ -26,6 +27,8 @@ import datetime
 import json
 import math
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,7 +106,24 @@ def archive(shipped: Path) -> Path:
     PREVIOUS_DIR.mkdir(parents=True, exist_ok=True)
     dst = PREVIOUS_DIR / f"{codec.name}@{codec.fingerprint}.safetensors"
     shutil.copyfile(shipped, dst)
+    context = context_file(shipped)
+    if context.is_file():  # an audio codec's token context model goes with its weights
+        shutil.copyfile(context, context_file(dst))
     return dst
+
+
+def context_file(weights: Path) -> Path:
+    """Where an audio codec's token context model lies beside its weights."""
+    return weights.with_name(f"{weights.stem}-context.safetensors")
+
+
+def retrain_context(model: str, shipped: Path) -> None:
+    """Fit the token context model to the codebooks of newly installed audio weights (the old
+    one was trained on the replaced codebooks: a codec ignores it). About 15 CPU minutes."""
+    out = context_file(shipped)
+    cmd = [sys.executable, "-m", "ncodec.train.token_context", "--codec", model, "--out", str(out)]
+    print("retraining the token context model:", " ".join(cmd))
+    subprocess.run(cmd, check=True, cwd=ROOT)
 
 
 def install(candidate: Path, shipped: Path, dst: Path) -> None:
@@ -149,7 +169,10 @@ def main() -> None:
     last = metrics[-1] if metrics else {}
     replaced = verdict["better"] and not args.no_replace
     if replaced:
+        had_context = context_file(shipped).is_file()
         install(candidate, shipped, shipped)
+        if had_context:
+            retrain_context(job["model"], shipped)
     line = (f"| {datetime.date.today()} | {job['model']} | {job.get('minutes')} min, {last.get('step', '?')} steps "
             f"| {len(files)} files | {json.dumps({k: v for k, v in verdict.items() if k != 'better'})} | "
             f"{'replaced the shipped weights' if replaced else 'kept the shipped weights'} |")

@@ -20,9 +20,10 @@ Guarantees:
   pieces and returns samples. The bytes are a normal ncodec file (header, chunks, index).
 
 Each chunk has two substreams: ``head`` (varints: frames in the chunk, valid samples at the
-model's rate) and ``codes``: the range-coder stream of the ``[channels, n_q, frames]`` codes.
-A codec with a token context model (:mod:`ncodec.models.token_context`, shipped as
-``weights/<arch>-context.safetensors``) codes them frame by frame, each code with the
+model's rate) and ``codes`` (``context-codes`` in a context-coded file): the range-coder
+stream of the ``[channels, n_q, frames]`` codes.
+A codec with a token context model (:mod:`ncodec.models.token_context`, stored beside its
+weights as ``<weights stem>-context.safetensors``) codes them frame by frame, each code with the
 distribution the model predicts from the codes before it, in exact integer arithmetic; the
 file's meta names the model (``code_model``: its fingerprint). Files without ``code_model``
 (and codecs without a context model) code codebook ``q`` with its own static table.
@@ -57,11 +58,16 @@ __all__ = ["AudioCodec", "StreamDecoder", "StreamEncoder"]
 
 AudioInput = Union[torch.Tensor, np.ndarray]
 SUBSTREAMS = ("head", "codes")
+# A file whose codes are coded with a token context model names them so: decoders from before
+# context models (which know only SUBSTREAMS) refuse such a file instead of misreading it.
+CONTEXT_SUBSTREAMS = ("head", "context-codes")
 MAX_CHANNELS = 8
 MAX_SAMPLE_RATE = 384_000
 # The most frames one chunk may claim: bounds what a hostile file can make the decoder allocate.
 MAX_CHUNK_FRAMES = 1 << 16
 DEFAULT_CHUNK_SECONDS = 10.0
+ENTROPY_CODING = ("context", "static")
+"""How codes may be entropy-coded: the codec's token context model, or its static tables."""
 
 
 def _as_channels_first(wav: AudioInput) -> torch.Tensor:
@@ -230,8 +236,12 @@ class StreamEncoder:
     """
 
     def __init__(self, codec: "AudioCodec", sample_rate: int, channels: int, *, bitrate: Optional[float] = None,
-                 chunk_frames: Optional[int] = None, samples: Optional[int] = None):
+                 chunk_frames: Optional[int] = None, samples: Optional[int] = None, entropy: str = "context"):
         self.codec = codec
+        if entropy not in ENTROPY_CODING:
+            raise ValueError(f"entropy must be one of {', '.join(ENTROPY_CODING)}, not {entropy!r}")
+        # The context model when the codec has one and it is not declined.
+        self.context = entropy == "context" and codec.token_context is not None
         self.sample_rate = _check_rate(sample_rate)
         if not 1 <= channels <= MAX_CHANNELS:
             raise ValueError(f"channels must be in 1..{MAX_CHANNELS}, got {channels}")
@@ -247,10 +257,10 @@ class StreamEncoder:
                 "channels": channels, "chunk_frames": self.chunk_frames}
         if samples is not None:
             meta["samples"] = int(samples)
-        if codec.code_model is not None:
+        if self.context:
             meta["code_model"] = codec.code_model
         header = container.Header(codec=codec.name, fingerprint=codec.fingerprint, modality="audio",
-                                  substreams=SUBSTREAMS, meta=meta)
+                                  substreams=CONTEXT_SUBSTREAMS if self.context else SUBSTREAMS, meta=meta)
         self.meta = header.meta
         self._sink = io.BytesIO()
         self._writer = container.ContainerWriter(self._sink, header)
@@ -278,7 +288,7 @@ class StreamEncoder:
             hop = self.codec.hop
             valid = min(n * hop, self._model_samples - self._written_frames * hop) if final and not rest.shape[-1] \
                 else n * hop
-            self._writer.add_chunk([container.pack_ints((n, valid)), self.codec.code_bytes(chunk)])
+            self._writer.add_chunk([container.pack_ints((n, valid)), self.codec.code_bytes(chunk, context=self.context)])
             self._written_frames += n
 
     def push(self, wav: AudioInput) -> bytes:
@@ -418,8 +428,8 @@ class AudioCodec(Codec):
     """
 
     modality = "audio"
-    substreams = SUBSTREAMS
-    encode_options = ("bitrate",)
+    substreams = None  # SUBSTREAMS, or CONTEXT_SUBSTREAMS with code_model: checked by check_meta
+    encode_options = ("bitrate", "entropy")
     meta_schema = {
         "quality": MetaField(int, lo=1), "sample_rate": MetaField(int, lo=1000, hi=MAX_SAMPLE_RATE),
         "channels": MetaField(int, lo=1, hi=MAX_CHANNELS), "n_q": MetaField(int, lo=1),
@@ -470,10 +480,10 @@ class AudioCodec(Codec):
         """The quantizer's stored code vectors, float32 ``[n_q, K, D]`` on the CPU."""
         return torch.stack([layer.codebook.detach().float().cpu() for layer in self.model.quantizer.layers])
 
-    def code_bytes(self, codes: torch.Tensor) -> bytes:
+    def code_bytes(self, codes: torch.Tensor, context: bool = True) -> bytes:
         """Range-code ``codes [C, n_q, F]``: with the token context model when the codec has
-        one (:attr:`code_model`), else with the per-codebook tables."""
-        if self.token_context is not None:
+        one (:attr:`code_model`) and ``context``, else with the per-codebook tables."""
+        if context and self.token_context is not None:
             return self.token_context.encode(codes)
         c, n_q, f = codes.shape
         codebooks = torch.arange(n_q, dtype=torch.int32).view(1, n_q, 1).expand(c, n_q, f)
@@ -495,25 +505,28 @@ class AudioCodec(Codec):
     # ---------------------------------------------------------------- whole signals
 
     def stream_encoder(self, sample_rate: int, channels: int = 1, *, bitrate: Optional[float] = None,
-                       chunk_frames: Optional[int] = None, samples: Optional[int] = None) -> StreamEncoder:
+                       chunk_frames: Optional[int] = None, samples: Optional[int] = None,
+                       entropy: str = "context") -> StreamEncoder:
         """A :class:`StreamEncoder` for audio at ``sample_rate`` with ``channels``."""
         return StreamEncoder(self, sample_rate, channels, bitrate=bitrate, chunk_frames=chunk_frames,
-                             samples=samples)
+                             samples=samples, entropy=entropy)
 
     def stream_decoder(self) -> StreamDecoder:
         """A :class:`StreamDecoder` for files of this codec."""
         return StreamDecoder(self)
 
     def compress(self, wav: AudioInput, sample_rate: Optional[int] = None, *, bitrate: Optional[float] = None,
-                 chunk_frames: Optional[int] = None) -> bytes:
+                 chunk_frames: Optional[int] = None, entropy: str = "context") -> bytes:
         """Code ``wav`` (float ``[T]`` or ``[C, T]`` in [-1, 1], at ``sample_rate`` Hz, default
         the model's) at ``bitrate`` kbps (one of :attr:`bitrates`; default the quality's). The
         bitrate is nominal and per channel: each channel is coded on its own, so stereo costs
         about twice, and the header records this nominal figure (``ncodec info`` also prints
-        the rate measured from the file's size)."""
+        the rate measured from the file's size). ``entropy``: ``"context"`` codes the tokens
+        with the codec's token context model (when it has one: smaller files, slower coding),
+        ``"static"`` with its per-codebook tables."""
         x = _as_channels_first(wav)
         enc = self.stream_encoder(self.sample_rate if sample_rate is None else sample_rate, x.shape[0], bitrate=bitrate,
-                                  chunk_frames=chunk_frames, samples=x.shape[-1])
+                                  chunk_frames=chunk_frames, samples=x.shape[-1], entropy=entropy)
         parts = []
         step = self.block_frames * self.hop * 4
         for start in range(0, x.shape[-1], step):
@@ -586,14 +599,14 @@ class AudioCodec(Codec):
                 f"{meta['bitrate']:g} kbps nominal each), {seconds:.1f} s")
 
     def encode_file(self, src: str | os.PathLike, dst: str | os.PathLike, *, bitrate: Optional[float] = None,
-                    force: bool = False, block_seconds: float = 10.0) -> dict:
+                    force: bool = False, block_seconds: float = 10.0, entropy: str = "context") -> dict:
         """Code audio file ``src`` into ncodec file ``dst`` in bounded memory; returns its summary."""
         from ncodec.io import atomic_output, audio_info, iter_audio_blocks
 
         target = Path(dst)
         with atomic_output(target, force=force) as tmp:  # checks dst before the input is read
             channels, frames, sr = audio_info(src)
-            enc = self.stream_encoder(sr, channels, bitrate=bitrate, samples=frames)
+            enc = self.stream_encoder(sr, channels, bitrate=bitrate, samples=frames, entropy=entropy)
             with open(tmp, "wb") as f:
                 for block in iter_audio_blocks(src, max(1, int(block_seconds * sr))):
                     f.write(enc.push(block))
@@ -637,6 +650,9 @@ class AudioCodec(Codec):
             raise BitstreamError(f"audio file header has an invalid model_sample_rate: {meta['model_sample_rate']!r}")
         if meta["n_q"] > self.arch.n_q:
             raise BitstreamError(f"audio file header has an invalid n_q: {meta['n_q']!r}")
+        expected = SUBSTREAMS if meta.get("code_model") is None else CONTEXT_SUBSTREAMS
+        if tuple(header.substreams) != expected:
+            raise BitstreamError(f"audio file substreams are {list(header.substreams)}, expected {list(expected)}")
         if meta.get("code_model") is not None and meta["code_model"] != self.code_model:
             raise BitstreamError(f"audio file was coded with token context model {meta['code_model']!r}; this "
                                  f"codec has {self.code_model or 'none'}")
@@ -650,22 +666,33 @@ class AudioCodec(Codec):
 SHIPPED = ("speech-rvq-16k", "tokenizer-16k", "audio-rvq-24k")
 
 
-def shipped_context(arch: str, codec_fingerprint: str) -> Optional[context_models.TokenContextModel]:
-    """The shipped token context model of audio architecture ``arch``
-    (``weights/<arch>-context.safetensors``) if it was trained on the codebooks of the codec
-    with ``codec_fingerprint``, else None."""
-    path = shipped_weights(f"{arch}-context")
-    if path is None or training_info(path).get("codec_fingerprint") != codec_fingerprint:
+def context_beside(weights: Optional[Path], codec_fingerprint: str) -> Optional[context_models.TokenContextModel]:
+    """The token context model stored beside audio weights file ``weights``
+    (``<stem>-context.safetensors``: ``speech-rvq-16k-context.safetensors`` for the shipped
+    codec, ``previous/speech-rvq-16k@<fingerprint>-context.safetensors`` for earlier weights)
+    if it was trained on the codebooks of the codec with ``codec_fingerprint``, else None."""
+    if weights is None:
         return None
-    return weights_io.load_weights(path, arch=f"{arch}-context")
+    path = weights.with_name(f"{weights.stem}-context.safetensors")
+    if not path.is_file() or training_info(path).get("codec_fingerprint") != codec_fingerprint:
+        return None
+    try:
+        return weights_io.load_weights(path)
+    except (RuntimeError, ValueError, KeyError) as exc:  # e.g. shapes of another context architecture
+        raise ValueError(f"{path}: not a token context model ncodec can load ({exc})") from None
+
+
+def _with_context(codec: AudioCodec, weights: Optional[Path]) -> AudioCodec:
+    context = context_beside(weights, codec.fingerprint)
+    if context is None:
+        return codec
+    return AudioCodec(codec.name, codec.model, codec.quality, codec.device, context=context)
 
 
 def _factory(arch: str):
     def build(quality: int, device: torch.device) -> AudioCodec:
         model = shipped_or_seeded(arch, arch, lambda: audio_models.build_audio_model(arch))
-        codec = AudioCodec(arch, model, quality, device)
-        context = shipped_context(arch, codec.fingerprint)
-        return codec if context is None else AudioCodec(arch, model, quality, device, context=context)
+        return _with_context(AudioCodec(arch, model, quality, device), shipped_weights(arch))
 
     return build
 
@@ -688,7 +715,7 @@ def _from_weights(path: Path, quality: Optional[int], device: torch.device) -> t
     spec = audio_models.ARCHITECTURES[arch]
     info = _codec_info(arch, path, description=f"{spec.description} (weights {path})")
     q = info.default_quality if quality is None else quality
-    return info, AudioCodec(arch, weights_io.load_weights(path, arch=arch), q, device)
+    return info, _with_context(AudioCodec(arch, weights_io.load_weights(path, arch=arch), q, device), Path(path))
 
 
 register_weights_loader(weights_io.AUDIO_FORMAT, _from_weights)

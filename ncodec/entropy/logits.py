@@ -25,6 +25,7 @@ Guarantees (beyond :mod:`ncodec.entropy.stage`'s):
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -56,6 +57,7 @@ def _exp_table() -> Tensor:
 
 EXP_TABLE: Tensor = _exp_table()
 """int64 ``[STEPS_PER_NAT * 18]``: the mass of a symbol ``k`` steps below the most probable."""
+_EXP_NUMPY = EXP_TABLE.numpy()
 
 
 def logits_to_cdfs(logits: TensorLike, fraction_bits: int = 16) -> Tensor:
@@ -71,29 +73,29 @@ def logits_to_cdfs(logits: TensorLike, fraction_bits: int = 16) -> Tensor:
         symbols, ``2^16`` (the escape has frequency 1); the coder's cdf_length is ``K + 2``.
     """
     x = torch.as_tensor(logits).detach().cpu()
-    k = x.shape[-1]
+    k = x.shape[-1] if x.dim() else 0
     if x.dim() < 1 or not 2 <= k <= (1 << _coder.PRECISION) - 2:
         raise ValueError(f"logits must be [*S, K] with 2 <= K <= {(1 << _coder.PRECISION) - 2}, got {tuple(x.shape)}")
     if fraction_bits < 5:
         raise ValueError("fraction_bits must be >= 5")
-    if x.is_floating_point():
-        if x.dtype != torch.float64:
-            raise TypeError("fixed-point logits must be float64 (or int64) integers")
-        x = x.to(torch.int64)  # exact: the values are integers below 2^53
-    x = x.to(torch.int64)
-    below = x.amax(-1, keepdim=True) - x
+    if x.is_floating_point() and x.dtype != torch.float64:
+        raise TypeError("fixed-point logits must be float64 (or int64) integers")
+    # numpy: the same integer operations as torch's, at a fraction of the per-call cost (a
+    # decoder computes one row per channel at a time). float64 -> int64 is exact below 2^53.
+    x = x.numpy().astype(np.int64)
+    below = x.max(-1, keepdims=True) - x
     shift = fraction_bits - 5  # 2^5 = STEPS_PER_NAT
-    steps = ((below + ((1 << shift) >> 1)) >> shift).clamp_(max=_EXP_STEPS - 1)
-    mass = EXP_TABLE[steps]
-    total = mass.sum(-1, keepdim=True)  # >= 2^24 (the top symbol) and <= K * 2^24: no overflow below
+    steps = np.minimum((below + ((1 << shift) >> 1)) >> shift, _EXP_STEPS - 1)
+    mass = _EXP_NUMPY[steps]
+    total = mass.sum(-1, keepdims=True)  # >= 2^24 (the top symbol) and <= K * 2^24: no overflow below
     regular = (1 << _coder.PRECISION) - 1
     freq = 1 + mass * (regular - k) // total
-    top = mass.argmax(-1, keepdim=True)  # first maximum: the same on every machine
-    freq.scatter_add_(-1, top, regular - freq.sum(-1, keepdim=True))
-    cdf = torch.zeros(*x.shape[:-1], k + 2, dtype=torch.int64)
-    cdf[..., 1:k + 1] = freq.cumsum(-1)
+    top = mass.argmax(-1)[..., None]  # first maximum: the same on every machine
+    np.put_along_axis(freq, top, np.take_along_axis(freq, top, -1) + regular - freq.sum(-1, keepdims=True), -1)
+    cdf = np.zeros(x.shape[:-1] + (k + 2,), dtype=np.int64)
+    np.cumsum(freq, -1, out=cdf[..., 1:k + 1])
     cdf[..., k + 1] = 1 << _coder.PRECISION
-    return cdf.to(torch.int32)
+    return torch.from_numpy(cdf.astype(np.int32))
 
 
 class LogitStage(EntropyStage):

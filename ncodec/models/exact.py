@@ -42,6 +42,7 @@ __all__ = [
     "ACTIVATION_LIMIT",
     "FRACTION_BITS",
     "ExactConv2d",
+    "ExactLinear",
     "ExactNetwork",
     "clamp_fixed",
     "from_fixed",
@@ -109,6 +110,52 @@ def weight_bits(weight: Tensor, bias: Optional[Tensor], *, input_limit: float = 
         if worst < EXACT_BOUND / 2:
             return bits
     raise ValueError("weights too large for exact fixed-point arithmetic")
+
+
+def _activate(out: Tensor, slope_int: Optional[float]) -> Tensor:
+    """An exact layer's activation of its rescaled output: none (``slope_int`` None), ReLU (0),
+    else LeakyReLU with the negative slope ``slope_int / 2^SLOPE_BITS``."""
+    if slope_int is None:
+        return out
+    if slope_int == 0:
+        return out.clamp_(min=0)
+    # Clamped first (the next layer clamps its input the same way) so that the product
+    # stays far below 2^53.
+    out = clamp_fixed(out)
+    return torch.where(out >= 0, out, rescale(out * slope_int, SLOPE_BITS))
+
+
+class ExactLinear(nn.Module):
+    """A dense layer over fixed-point rows, exact on every machine and device:
+    ``x [m, in] -> act(floor((clamp(x) @ W_int^T + b_int) / 2^b + 1/2)) [m, out]``.
+
+    The integers come from float weights as in :class:`ExactConv2d` (:func:`weight_bits`), so
+    every partial sum stays an integer below ``2^53``: one ``addmm`` in float64, in any
+    summation order. For small networks run once per decoded symbol (context models), where
+    a convolution's reshaping would cost more than the arithmetic.
+    """
+
+    def __init__(self, weight: Tensor, bias: Tensor, bits: int, *, slope: Optional[float] = None):
+        super().__init__()
+        self.register_buffer("weight_t", weight.to(torch.float64).t().contiguous(), persistent=False)
+        self.register_buffer("bias", bias.to(torch.float64), persistent=False)
+        self.bits = int(bits)
+        self.slope_int = None if slope is None else float(round(slope * 2**SLOPE_BITS))
+
+    @classmethod
+    def from_float(cls, weight: Tensor, bias: Tensor, slope: Optional[float] = None) -> "ExactLinear":
+        """The exact twin of ``x @ weight.T + bias`` (``weight [out, in]``), then the activation
+        (``slope`` None: none, 0: ReLU, else LeakyReLU's negative slope)."""
+        weight, bias = weight.detach().cpu(), bias.detach().cpu()
+        bits = weight_bits(weight, bias)
+        return cls(torch.round(weight.to(torch.float64) * float(2**bits)),
+                   torch.round(bias.to(torch.float64) * float(2 ** (FRACTION_BITS + bits))), bits, slope=slope)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dtype != torch.float64:
+            raise TypeError("exact layers take fixed-point float64 tensors (see to_fixed)")
+        out = torch.addmm(self.bias, clamp_fixed(x), self.weight_t)
+        return _activate(rescale(out, self.bits), self.slope_int)
 
 
 class ExactConv2d(nn.Module):
@@ -194,15 +241,7 @@ class ExactConv2d(nn.Module):
         else:
             out = self._transposed(x) if self.upsample > 1 else self._convolve(
                 F.pad(x, self.padding), self.weight, self.stride)
-        out = rescale(out, self.bits)
-        if self.slope is None:
-            return out
-        if self.slope_int == 0:
-            return out.clamp_(min=0)
-        # Clamped first (the next layer clamps its input the same way) so that the product
-        # stays far below 2^53.
-        out = clamp_fixed(out)
-        return torch.where(out >= 0, out, rescale(out * self.slope_int, SLOPE_BITS))
+        return _activate(rescale(out, self.bits), self.slope_int)
 
     def _transposed(self, x: Tensor) -> Tensor:
         """The convolution of the zero-stuffed ``x``, computed phase by phase: output

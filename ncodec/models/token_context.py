@@ -10,8 +10,10 @@ residual codebook's code from the codes above it. :class:`TokenContextModel` pre
 
 with ``e[q]`` codebook ``q``'s stored vectors (``[K, D]``) and one small MLP per codebook
 (``2D -> H -> H -> K``, ReLU). Both features use only codebooks ``<= q``, so one model serves
-every bitrate (any prefix of the codebooks). A frame before the first is all zeros: each
-container chunk starts afresh, so chunks stay independently decodable.
+every bitrate (any prefix of the codebooks). The frame before the first of every *segment*
+(``segment_frames`` frames from the start of a container chunk) is all zeros: chunks stay
+independently decodable, and a decoder steps through the segments of a chunk side by side
+(``segment_frames * n`` sequential steps per chunk, not ``frames * n``).
 
 Training runs the float model (:meth:`TokenContextModel.forward`); coding runs its exact twin
 (:meth:`TokenContextModel.exact`, :class:`ExactTokenContext`): codebook vectors and weights in
@@ -33,7 +35,7 @@ from torch import Tensor, nn
 
 from ncodec.entropy.coder import BytesLike
 from ncodec.entropy.logits import LogitStage
-from ncodec.models.exact import FRACTION_BITS, ExactConv2d, to_fixed, weight_bits
+from ncodec.models.exact import FRACTION_BITS, ExactLinear, to_fixed
 from ncodec.models.weights import WeightsFormat, register_weights_format
 
 __all__ = ["CONTEXT_ARCHITECTURES", "CONTEXT_FORMAT", "ExactTokenContext", "TokenContextArch", "TokenContextModel",
@@ -43,23 +45,28 @@ __all__ = ["CONTEXT_ARCHITECTURES", "CONTEXT_FORMAT", "ExactTokenContext", "Toke
 @dataclass(frozen=True)
 class TokenContextArch:
     """Sizes of a :class:`TokenContextModel`: ``n_q`` codebooks of ``codebook_size`` entries
-    of dimension ``dim``; ``hidden`` units per MLP layer."""
+    of dimension ``dim``; ``hidden`` units per MLP layer; contexts start afresh every
+    ``segment_frames`` frames (so that a decoder decodes the segments of a chunk side by side)."""
 
     n_q: int
     codebook_size: int
     dim: int
-    hidden: int = 128
+    hidden: int = 64
+    segment_frames: int = 25
 
 
-def context_features(codebooks: Tensor, codes: Tensor) -> tuple[Tensor, Tensor]:
+def context_features(codebooks: Tensor, codes: Tensor, segment_frames: int = 0) -> tuple[Tensor, Tensor]:
     """``(prev, cur)``, each ``[C, n, F, D]``, of ``codes [C, n, F]`` with ``codebooks
     [n_q, K, D]`` (see the module docstring; float for training, fixed point for coding:
-    sums of integers, exact in float64)."""
+    sums of integers, exact in float64). ``prev`` is zero at frame 0 and, when
+    ``segment_frames`` > 0, at every multiple of it."""
     c, n, f = codes.shape
     vectors = torch.stack([codebooks[q][codes[:, q]] for q in range(n)], 1)  # [C, n, F, D]
     upto = vectors.cumsum(1)  # sum over q' <= q
     cur = torch.cat([torch.zeros_like(upto[:, :1]), upto[:, :-1]], 1)
     prev = torch.cat([torch.zeros_like(upto[:, :, :1]), upto[:, :, :-1]], 2)
+    if segment_frames > 0:
+        prev[:, :, ::segment_frames] = 0
     return prev, cur
 
 
@@ -80,6 +87,8 @@ class TokenContextModel(nn.Module):
         self.b2 = nn.Parameter(torch.zeros(q, h))
         self.w3 = nn.Parameter(torch.zeros(q, h, k))
         self.b3 = nn.Parameter(torch.zeros(q, k) if log_prior is None else log_prior.detach().float().clone())
+        # Part of the format (where contexts restart), so part of the state and its fingerprint.
+        self.register_buffer("segment_frames", torch.tensor(arch.segment_frames, dtype=torch.int64))
 
     def forward(self, prev: Tensor, cur: Tensor) -> Tensor:
         n = prev.shape[1]
@@ -93,22 +102,14 @@ class TokenContextModel(nn.Module):
         return ExactTokenContext(self, codebooks)
 
 
-def _exact_layer(weight: Tensor, bias: Tensor, relu: bool) -> ExactConv2d:
-    """A 1x1 exact convolution computing ``x @ weight + bias`` (``weight [in, out]``)."""
-    w = weight.detach().t().contiguous()  # [out, in]
-    bits = weight_bits(w, bias.detach())
-    w_int = torch.round(w.to(torch.float64) * float(2**bits))[:, :, None, None]
-    b_int = torch.round(bias.detach().to(torch.float64) * float(2 ** (FRACTION_BITS + bits)))
-    return ExactConv2d(w_int, b_int, bits, slope=0.0 if relu else None)
-
-
 class ExactTokenContext:
     """Codes a chunk's tokens with :class:`TokenContextModel`'s exact twin.
 
-    ``encode(codes) -> bytes`` (one substream), ``decode(data, channels, n, frames) -> codes``;
-    the decoder runs frame by frame and codebook by codebook (each step needs the codes
-    before it). Everything that decides a probability is integer arithmetic (see the module
-    docstring), on the CPU.
+    ``encode(codes) -> bytes`` (one substream), ``decode(data, channels, n, frames) -> codes``.
+    Symbols are coded in decoding order: step ``(t, q)`` for ``t`` in a segment's frames and
+    ``q`` in the codebooks, and within a step every segment (that has a frame ``t``) and
+    channel, in that order. Everything that decides a probability is integer arithmetic (see
+    the module docstring), on the CPU.
     """
 
     def __init__(self, model: TokenContextModel, codebooks: Tensor):
@@ -117,9 +118,11 @@ class ExactTokenContext:
             raise ValueError(f"codebooks {tuple(codebooks.shape)} do not fit the context model "
                              f"({arch.n_q}, {arch.codebook_size}, {arch.dim})")
         self.arch = arch
+        self.segment = int(model.segment_frames)
         self.codebooks = to_fixed(codebooks.detach().cpu().float())  # [n_q, K, D] fixed point
-        self.layers = [[_exact_layer(getattr(model, f"w{i}")[q].cpu(), getattr(model, f"b{i}")[q].cpu(), i < 3)
-                        for i in (1, 2, 3)] for q in range(arch.n_q)]
+        self.layers = [[ExactLinear.from_float(getattr(model, f"w{i}")[q].t(), getattr(model, f"b{i}")[q],
+                                               slope=0.0 if i < 3 else None) for i in (1, 2, 3)]
+                       for q in range(arch.n_q)]
         self.stage = LogitStage(arch.codebook_size, fraction_bits=FRACTION_BITS)
 
     def _check(self, n: int) -> None:
@@ -128,27 +131,42 @@ class ExactTokenContext:
 
     def _mlp(self, q: int, x: Tensor) -> Tensor:
         """Fixed-point logits ``[m, K]`` of features ``x [m, 2D]`` for codebook ``q``."""
-        h = x.t().unsqueeze(0)  # [1, 2D, m]: the 1x1 layers take [B, C, n]
         for layer in self.layers[q]:
-            h = layer(h)
-        return h[0].t()
+            x = layer(x)
+        return x
 
     def logits(self, codes: Tensor) -> Tensor:
         """Fixed-point logits ``[C, n, F, K]`` of every code of ``codes [C, n, F]`` at once."""
         c, n, f = codes.shape
         self._check(n)
-        prev, cur = context_features(self.codebooks, codes.long().cpu())
+        prev, cur = context_features(self.codebooks, codes.long().cpu(), self.segment)
         x = torch.cat([prev, cur], -1)  # [C, n, F, 2D]
         out = torch.empty(c, n, f, self.arch.codebook_size, dtype=torch.float64)
         for q in range(n):
             out[:, q] = self._mlp(q, x[:, q].reshape(c * f, -1)).reshape(c, f, -1)
         return out
 
+    def _order(self, c: int, n: int, f: int) -> Tensor:
+        """Flat indexes into ``[C, n, F]`` in decoding order (see the class docstring)."""
+        frame = torch.arange(f)
+        step, segment = frame % self.segment, frame // self.segment
+        # sort frames by (step, segment): stable, so segments stay in order within a step
+        frames = frame[torch.argsort(step * (f + 1) + segment)]
+        starts = torch.cat([torch.zeros(1, dtype=torch.int64), torch.bincount(step[frames]).cumsum(0)])
+        order = []
+        for t in range(min(self.segment, f)):
+            ts = frames[starts[t]:starts[t + 1]]  # frames at step t, one per segment
+            for q in range(n):
+                order.append((torch.arange(c).view(1, -1) * n * f + q * f + ts.view(-1, 1)).reshape(-1))
+        return torch.cat(order)
+
     def encode(self, codes: Tensor) -> bytes:
-        """One substream of ``codes [C, n, F]``, in decoding order (frame, codebook, channel)."""
+        """One substream of ``codes [C, n, F]``."""
         codes = codes.long().cpu()
-        logits = self.logits(codes)
-        return self.stage.encode(codes.permute(2, 1, 0).contiguous(), logits.permute(2, 1, 0, 3).contiguous())
+        c, n, f = codes.shape
+        order = self._order(c, n, f)
+        logits = self.logits(codes).reshape(-1, self.arch.codebook_size)[order]
+        return self.stage.encode(codes.reshape(-1)[order], logits)
 
     def bits(self, codes: Tensor) -> Tensor:
         """Code length in bits of each code (float32 ``[C, n, F]``), stream headers excluded."""
@@ -163,29 +181,29 @@ class ExactTokenContext:
                 padded, foreign, or holding codes outside the codebooks).
         """
         self._check(n)
-        d = self.arch.dim
+        d, seg = self.arch.dim, self.segment
+        segments = -(-frames // seg)
         reader = self.stage.reader(data)
-        out = torch.empty(channels, n, frames, dtype=torch.int64)
-        upto_prev = torch.zeros(n, channels, d, dtype=torch.float64)  # last frame, sum over q' <= q
-        for t in range(frames):
-            cur = torch.zeros(channels, d, dtype=torch.float64)
-            upto = torch.empty_like(upto_prev)
+        out = torch.empty(channels, n, segments * seg, dtype=torch.int64)
+        # [segments * channels, D] per codebook: the last frame's reconstruction up to q.
+        upto_prev = torch.zeros(n, segments * channels, d, dtype=torch.float64)
+        for t in range(min(seg, frames)):
+            rows = (frames - t + seg - 1) // seg * channels  # segments that have a frame t, x channels
+            cur = torch.zeros(rows, d, dtype=torch.float64)
             for q in range(n):
-                logits = self._mlp(q, torch.cat([upto_prev[q], cur], -1))
-                code = reader.read(logits).long()
-                out[:, q, t] = code
+                code = reader.read(self._mlp(q, torch.cat([upto_prev[q, :rows], cur], -1))).long()
+                out[:, q, t::seg][:, : rows // channels] = code.view(-1, channels).t()
                 cur = cur + self.codebooks[q][code]
-                upto[q] = cur
-            upto_prev = upto
+                upto_prev[q, :rows] = cur
         reader.finish()
-        return out
+        return out[..., :frames]
 
 
 # ----------------------------------------------------------------------------- weights files
 
 CONTEXT_ARCHITECTURES: dict[str, TokenContextArch] = {
     # Over speech-rvq-16k's 12 codebooks of 1024 128-d vectors.
-    "speech-rvq-16k-context": TokenContextArch(n_q=12, codebook_size=1024, dim=128, hidden=128),
+    "speech-rvq-16k-context": TokenContextArch(n_q=12, codebook_size=1024, dim=128, hidden=64, segment_frames=25),
 }
 """Shipped context-model configurations, named ``<audio architecture>-context``."""
 

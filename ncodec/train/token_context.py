@@ -43,8 +43,8 @@ def codec_tokens(codec, files: Sequence[Path], desc: str = "tokens") -> list[tor
 
 def _batch_features(codebooks: torch.Tensor, codes: torch.Tensor, first: torch.Tensor, index: torch.Tensor):
     """``(prev, cur, target)``, features ``[B, n_q, 1, D]`` and codes ``[B, n_q, 1]``, of
-    frames ``index`` of the concatenated ``codes [n_q, N]``; ``first`` marks each file's first
-    frame (no previous frame: zeros, as at the start of every coded chunk)."""
+    frames ``index`` of the concatenated ``codes [n_q, N]``; ``first`` marks the frames without
+    a previous one (zeros, as at the start of every segment of a coded chunk)."""
     pair = torch.stack([codes[:, (index - 1).clamp_min(0)], codes[:, index]], -1).permute(1, 0, 2)  # [B, n_q, 2]
     prev, cur = context_features(codebooks, pair)
     prev = prev[:, :, 1:] * (~first[index]).view(-1, 1, 1, 1)
@@ -70,8 +70,9 @@ def train_context(model: TokenContextModel, codebooks: torch.Tensor, tokens: Seq
 
     g = torch.Generator().manual_seed(seed)
     codes = torch.cat([t.long() for t in tokens], 1)
-    first = torch.zeros(codes.shape[1], dtype=torch.bool)
-    first[torch.tensor([0] + [t.shape[1] for t in tokens[:-1]]).cumsum(0)] = True
+    # Frames without a previous one: where each file's segments start (as in a coded chunk).
+    segment = int(model.segment_frames)
+    first = torch.cat([torch.arange(t.shape[1]) % segment == 0 for t in tokens])
     cb = codebooks.float()
     steps = epochs * max(1, codes.shape[1] // batch_frames)
     opt = torch.optim.AdamW(model.parameters(), lr, weight_decay=weight_decay)
