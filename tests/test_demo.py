@@ -66,10 +66,11 @@ def test_audio_figures_are_real(demo):
     for res, targets in ((learned, doc["target_kbps"]), (opus, list(OPUS_KBPS))):
         assert all(math.isfinite(v) for k in ("kbps", "pesq", "stoi") for v in res[k])
         assert all(1.0 <= v <= 4.65 for v in res["pesq"]) and all(0 < v <= 1 for v in res["stoi"])
-    # The learned codec's files cost what its bitrates say (container included), and stay
+    # The learned codec's files cost about what its bitrates say (container included: short
+    # files pay for it, the token context model takes 12-20 % off the codes), and stay
     # intelligible at its lowest rate, where Opus is not.
     for kbps, target in zip(learned["kbps"], doc["target_kbps"]):
-        assert target <= kbps < 1.4 * target
+        assert 0.75 * target <= kbps < 1.4 * target
     assert learned["stoi"][0] > 0.75 and opus["stoi"][0] < learned["stoi"][0]
     assert np.all(np.diff(opus["kbps"]) > 0) and opus["pesq"][-1] > 3.5       # Opus at 12 kbps: good speech
 
