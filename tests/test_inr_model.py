@@ -54,3 +54,21 @@ def test_fit_learns_a_real_image():
     flat = float((x - x.mean((1, 2), keepdim=True)).pow(2).mean())  # the best constant colour
     assert mse < 0.5 * flat and 0 < bpp < 4
     assert result.iterations == 150 and result.log[0]["phase"] == "noise" and result.log[-1]["phase"] == "round"
+
+
+def test_network_quantisation_picks_steps_and_counts_bits():
+    from ncodec.models.inr_fit import PARAMETER_STEPS, parameter_bits, quantize_network
+
+    photo = read_rgb(PHOTO).float().unsqueeze(0) / 255
+    x = torch.nn.functional.interpolate(photo, size=(32, 48), mode="area")[0]
+    model = fit_image(x, 1e-3, config=InrConfig(levels=3, synthesis_hidden=(8,)), iterations=40).model
+    info = quantize_network(model, x, 1e-3)
+    for name, module in (("arm", model.arm), ("synthesis", model.synthesis)):
+        step = info[name]["step"]
+        assert step in PARAMETER_STEPS and info[name]["bits"] > 0
+        for p in module.parameters():
+            assert torch.equal(p / step, (p / step).round())  # every parameter a multiple of its step
+    assert info["bpp"] > info["latent_bits"] / x[0].numel() and 0 < info["mse"] < 0.1
+    # more spread costs more bits; the bits are those of a real coded substream
+    small, large = torch.randint(-2, 3, (500,)), torch.randint(-200, 201, (500,))
+    assert 8 <= parameter_bits(small) < parameter_bits(large)

@@ -1,6 +1,9 @@
 """Fitting an :class:`~ncodec.models.inr.InrImageModel` to one image: the INR codec's encoder.
 
 Loss: ``MSE + lam * bpp`` on RGB in [0, 1], ``bpp`` the ARM's rate of the latents per pixel.
+After the fit, :func:`quantize_network` rounds each parameter group (ARM, upsampling,
+synthesis) to the power-of-two step that minimises the same loss with the network's own bits
+(Laplace-coded through :mod:`ncodec.entropy.laplace`) counted.
 Two phases, as Cool-chic and C3 do: first the latents get additive uniform noise (a smooth
 proxy of rounding), then they are rounded with a straight-through gradient, at a lower
 learning rate, so that the model ends fitted to the values it will store.
@@ -18,7 +21,7 @@ from torch import Tensor
 
 from ncodec.models.inr import InrConfig, InrImageModel
 
-__all__ = ["FitResult", "fit_image", "quantized_latents"]
+__all__ = ["FitResult", "PARAMETER_STEPS", "fit_image", "parameter_bits", "quantize_network", "quantized_latents"]
 
 
 @dataclass
@@ -100,3 +103,72 @@ def fit_image(image: Tensor, lam: float, *, config: InrConfig = InrConfig(), ite
     if bar is not None:
         bar.close()
     return FitResult(model.eval(), done, time.perf_counter() - start, log)
+
+
+# ---------------------------------------------------------------------- network parameters
+
+PARAMETER_STEPS = tuple(2.0**-k for k in range(3, 13))
+"""Quantisation steps tried for a module's parameters (powers of two: exact to apply)."""
+
+
+def _module_groups(model: InrImageModel) -> dict[str, torch.nn.Module]:
+    """The parameter groups that each get their own step: the ARM decides probabilities, the
+    rest (upsampling, synthesis) the pixels."""
+    return {"arm": model.arm, "upsampler": model.upsampler, "synthesis": torch.nn.ModuleList(
+        [*model.synthesis, model.residual])}
+
+
+def parameter_bits(values: Tensor) -> float:
+    """Bits of integer ``values`` coded as one substream with the best zero-mean Laplace row
+    (:class:`ncodec.entropy.laplace.LaplaceStage`, scale = mean |value|), stream header included."""
+    stage = _laplace_stage()
+    scale = float(values.abs().double().mean().clamp_min(0.08))
+    rows = stage.indexes(torch.full(values.shape, scale, dtype=torch.float64))
+    return 8.0 * len(stage.encode(values.int(), rows))
+
+
+_STAGE = None
+
+
+def _laplace_stage():
+    global _STAGE
+    if _STAGE is None:
+        from ncodec.entropy.laplace import LaplaceStage
+
+        _STAGE = LaplaceStage()
+    return _STAGE
+
+
+@torch.no_grad()
+def quantize_network(model: InrImageModel, image: Tensor, lam: float) -> dict:
+    """Round each parameter group of a fitted ``model`` to multiples of the step of
+    :data:`PARAMETER_STEPS` that minimises ``MSE + lam * bpp`` (latents' bits included), in
+    place. Returns ``{group: {"step", "bits"}, "bits": all network bits, "mse": ...}``."""
+    x = image.detach().float().unsqueeze(0)
+    pixels = x.shape[-2] * x.shape[-1]
+    latents = quantized_latents(model)
+    latent_bits = float(model.rate_bits(latents))
+    chosen: dict = {}
+    for name, module in _module_groups(model).items():
+        original = [p.detach().clone() for p in module.parameters()]
+        best = None
+        for step in PARAMETER_STEPS:
+            ints = [torch.round(p / step) for p in original]
+            for p, q in zip(module.parameters(), ints):
+                p.copy_(q * step)
+            bits = sum(parameter_bits(q.reshape(-1)) for q in ints)
+            mse = float((model.synthesize(latents).clamp(0, 1) - x).pow(2).mean())
+            rate = latent_bits if name != "arm" else float(model.rate_bits(latents))
+            cost = mse + lam * (rate + bits) / pixels
+            if best is None or cost < best[0]:
+                best = (cost, step, bits, rate)
+        _, step, bits, rate = best
+        for p, q in zip(module.parameters(), original):
+            p.copy_(torch.round(q / step) * step)
+        if name == "arm":
+            latent_bits = rate
+        chosen[name] = {"step": step, "bits": bits}
+    mse = float((model.synthesize(latents).clamp(0, 1) - x).pow(2).mean())
+    network_bits = sum(v["bits"] for v in chosen.values())
+    return {**chosen, "network_bits": network_bits, "latent_bits": latent_bits, "mse": mse,
+            "bpp": (network_bits + latent_bits) / pixels}
