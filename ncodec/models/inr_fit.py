@@ -49,9 +49,10 @@ def _softround(x: Tensor, t: float) -> Tensor:
 def _proxy(y: Tensor, phase: str, r: int, progress: float = 0.0) -> Tensor:
     if phase == "noise":
         # softround with an annealed temperature, plus noise that fades (Cool-chic's recipe class)
+        # C3's proxy: soft-round, add uniform noise of full width, soft-round again. The
+        # noise keeps the rate honest (no free half-integers); the temperature anneals.
         t = 0.3 - 0.2 * min(1.0, progress / 0.8)
-        noise = 0.5 * (1 - 0.5 * min(1.0, progress / 0.8))
-        return (_softround(y, t) + torch.empty_like(y).uniform_(-noise, noise)).clamp(-r, r)
+        return _softround(_softround(y, t) + torch.empty_like(y).uniform_(-0.5, 0.5), t).clamp(-r, r)
     return y + (y.round().clamp(-r, r) - y).detach()  # straight-through rounding
 
 
