@@ -14,7 +14,7 @@ Guarantees:
 * **No seams.** The model is causal with a finite receptive field: a window that starts that
   far before its first new frame yields exactly the frames of coding the whole signal at
   once, so chunk and window boundaries leave no trace (the resampler does the same with its
-  filter's support).
+  filter's support; both in :mod:`ncodec.codecs.audio_blocks`).
 * **Streaming = whole-file.** :class:`StreamEncoder` takes samples as they come and returns
   bytes as soon as a chunk is complete; :class:`StreamDecoder` takes those bytes in any
   pieces and returns samples. The bytes are a normal ncodec file (header, chunks, index).
@@ -33,16 +33,15 @@ from __future__ import annotations
 
 import io
 import itertools
-import math
 import os
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
 import numpy as np
 import torch
-import torchaudio.functional as AF
 
 from ncodec.codecs import container
+from ncodec.codecs.audio_blocks import StreamResampler, WindowedDecoder, WindowedEncoder
 from ncodec.codecs.base import Codec, Decoded
 from ncodec.codecs.meta import MetaField
 from ncodec.codecs.registry import CodecInfo, register, register_weights_loader
@@ -70,6 +69,12 @@ ENTROPY_CODING = ("context", "static")
 """How codes may be entropy-coded: the codec's token context model, or its static tables."""
 
 
+def decoding_fingerprint(model: audio_models.AudioCodecModel) -> str:
+    """The fingerprint files of ``model`` carry: of everything decoding depends on (quantizer,
+    decoder, code prior; not the encoder, nor a token context model, which files name apart)."""
+    return state_fingerprint({k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")})
+
+
 def _as_channels_first(wav: AudioInput) -> torch.Tensor:
     """float32 ``[C, T]`` from ``[T]`` or ``[C, T]`` (tensor or array, float or int16)."""
     t = torch.as_tensor(wav)
@@ -91,139 +96,6 @@ def _check_rate(sample_rate: int) -> int:
     if not isinstance(sample_rate, (int, np.integer)) or not 1000 <= int(sample_rate) <= MAX_SAMPLE_RATE:
         raise ValueError(f"sample_rate must be an integer in 1000..{MAX_SAMPLE_RATE} Hz, got {sample_rate!r}")
     return int(sample_rate)
-
-
-class StreamResampler:
-    """Resamples a signal given in pieces exactly as :func:`torchaudio.functional.resample`
-    resamples it whole (up to float rounding), with bounded memory.
-
-    ``push([C, n])`` returns the output samples that are final so far; ``flush()`` the rest.
-    The output has ``ceil(N * new / orig)`` samples for ``N`` input samples.
-    """
-
-    def __init__(self, orig: int, new: int, channels: int):
-        g = math.gcd(orig, new)
-        self.orig, self.new = orig // g, new // g
-        self.identity = self.orig == self.new
-        self.channels = channels
-        # torchaudio's sinc kernel reaches lowpass_filter_width / (rolloff * min rate) seconds
-        # each side: whole periods of `orig` input samples with room to spare.
-        width = math.ceil(6 * self.orig / (0.99 * min(self.orig, self.new))) + 1
-        self.pad = -(-width // self.orig) * self.orig
-        self._buf = torch.zeros(channels, self.pad)  # left zeros = the whole signal's padding
-        self._consumed = 0  # input samples already turned into output (multiple of orig)
-        self._total_in = 0
-        self._emitted = 0
-
-    def _run(self, x: torch.Tensor) -> torch.Tensor:
-        return AF.resample(x, self.orig, self.new)
-
-    def push(self, x: torch.Tensor) -> torch.Tensor:
-        if self.identity:
-            self._total_in += x.shape[-1]
-            return x
-        self._buf = torch.cat([self._buf, x], dim=-1)
-        self._total_in += x.shape[-1]
-        # Inputs with `pad` samples of look-ahead available, in whole periods.
-        ready = (self._buf.shape[-1] - 2 * self.pad) // self.orig * self.orig
-        if ready <= 0:
-            return x.new_zeros(self.channels, 0)
-        return self._emit(ready)
-
-    def _emit(self, ready: int) -> torch.Tensor:
-        window = self._buf[:, : ready + 2 * self.pad]
-        y = self._run(window)
-        skip = self.pad // self.orig * self.new
-        out = y[:, skip: skip + ready // self.orig * self.new]
-        self._buf = self._buf[:, ready:]
-        self._consumed += ready
-        self._emitted += out.shape[-1]
-        return out
-
-    def flush(self) -> torch.Tensor:
-        if self.identity:
-            return torch.zeros(self.channels, 0)
-        total_out = -(-self._total_in * self.new // self.orig)
-        left = self._buf.shape[-1] - self.pad
-        if left > 0:
-            # Whole periods plus the zeros the whole signal is padded with at its end.
-            ready = -(-left // self.orig) * self.orig
-            self._buf = torch.cat([self._buf, self._buf.new_zeros(self.channels, ready - left + self.pad)], -1)
-            out = self._emit(ready)
-        else:
-            out = torch.zeros(self.channels, 0)
-        keep = max(0, total_out - (self._emitted - out.shape[-1]))
-        self._emitted = total_out
-        return out[:, :keep]
-
-
-class _WindowedEncoder:
-    """Frames of a growing model-rate signal, each computed from a window holding the
-    encoder's receptive field, so they equal the frames of encoding the signal at once."""
-
-    def __init__(self, model: audio_models.AudioCodecModel, channels: int, n_q: int, block_frames: int):
-        self.model, self.n_q, self.hop = model, n_q, model.hop
-        self.context = model.encoder_context()
-        self.block = block_frames * self.hop
-        self._device = next(model.parameters()).device
-        self._buf = torch.zeros(channels, 0)
-        self._start = 0  # signal index of _buf[:, 0]
-        self._done = 0  # samples already turned into frames
-
-    def push(self, x: torch.Tensor, final: bool = False) -> list[torch.Tensor]:
-        """Codes ``[C, n_q, f]`` of every frame completed by ``x``; ``final`` pads the last one."""
-        self._buf = torch.cat([self._buf, x], dim=-1)
-        end = self._start + self._buf.shape[-1]
-        if final and end % self.hop:
-            pad = self.hop - end % self.hop
-            self._buf = torch.cat([self._buf, self._buf.new_zeros(self._buf.shape[0], pad)], -1)
-            end += pad
-        out = []
-        while end - self._done >= self.hop:
-            stop = min(end, self._done + self.block) // self.hop * self.hop
-            begin = max(0, self._done - self.context)
-            window = self._buf[:, begin - self._start: stop - self._start]
-            with torch.inference_mode():
-                codes = self.model.encode(window.unsqueeze(1).to(self._device), self.n_q)
-            out.append(codes[..., (self._done - begin) // self.hop:].cpu())
-            self._done = stop
-        # Keep only the context the next window needs.
-        keep_from = max(0, self._done - self.context)
-        self._buf = self._buf[:, keep_from - self._start:]
-        self._start = keep_from
-        return out
-
-
-class _WindowedDecoder:
-    """Samples of a growing code sequence, each from a window of codes holding the decoder's
-    receptive field (equal to decoding the whole sequence at once)."""
-
-    def __init__(self, model: audio_models.AudioCodecModel, block_frames: int):
-        self.model, self.hop = model, model.hop
-        self.context = model.decoder_context()
-        self.block = block_frames
-        self._device = next(model.parameters()).device
-        self._codes: Optional[torch.Tensor] = None
-        self._start = 0
-        self._done = 0
-
-    def push(self, codes: torch.Tensor) -> list[torch.Tensor]:
-        """Waveform ``[C, f * hop]`` of new codes ``[C, n_q, f]``."""
-        self._codes = codes if self._codes is None else torch.cat([self._codes, codes], dim=-1)
-        end = self._start + self._codes.shape[-1]
-        out = []
-        while end > self._done:
-            stop = min(end, self._done + self.block)
-            begin = max(0, self._done - self.context)
-            window = self._codes[..., begin - self._start: stop - self._start]
-            with torch.inference_mode():
-                wav = self.model.decode(window.to(self._device))[:, 0]
-            out.append(wav[:, (self._done - begin) * self.hop:].cpu())
-            self._done = stop
-        keep_from = max(0, self._done - self.context)
-        self._codes = self._codes[..., keep_from - self._start:]
-        self._start = keep_from
-        return out
 
 
 class StreamEncoder:
@@ -265,7 +137,7 @@ class StreamEncoder:
         self._sink = io.BytesIO()
         self._writer = container.ContainerWriter(self._sink, header)
         self._resampler = StreamResampler(self.sample_rate, codec.sample_rate, channels)
-        self._encoder = _WindowedEncoder(codec.model, channels, self.n_q, max(self.chunk_frames, codec.block_frames))
+        self._encoder = WindowedEncoder(codec.model, channels, self.n_q, max(self.chunk_frames, codec.block_frames))
         self._pending: list[torch.Tensor] = []
         self._pending_frames = 0
         self._model_samples = 0  # at the model's rate, resampled so far
@@ -333,7 +205,7 @@ class StreamDecoder:
         self.codec = codec
         self._reader = container.ContainerStreamReader()
         self.meta: Optional[dict] = None
-        self._decoder = _WindowedDecoder(codec.model, codec.block_frames)
+        self._decoder = WindowedDecoder(codec.model, codec.block_frames)
         self._resampler: Optional[StreamResampler] = None
         self._out_samples = 0
         self._model_samples = 0
@@ -455,7 +327,7 @@ class AudioCodec(Codec):
         self.bitrate = self.bitrates[quality - 1]
         self.chunk_frames = max(1, round(chunk_seconds * self.frame_rate))
         self.block_frames = max(1, round(block_seconds * self.frame_rate))
-        self.fingerprint = self._fingerprint()
+        self.fingerprint = decoding_fingerprint(self.model)
         # One frequency prior per codebook (params: codebook index); codes are in 0 .. K-1,
         # so the escape is never coded, and a decoded escape is a BitstreamError.
         self._code_stage = CategoricalStage.from_counts(self.model.code_counts, tail_mass=1e-9)
@@ -468,11 +340,6 @@ class AudioCodec(Codec):
 
     def __repr__(self) -> str:
         return f"AudioCodec({self.name!r}, {self.sample_rate} Hz, bitrates={list(self.bitrates)} kbps)"
-
-    def _fingerprint(self) -> str:
-        # Everything decoding depends on: quantizer, decoder, code prior (not the encoder).
-        state = {k: v for k, v in self.model.state_dict().items() if not k.startswith("encoder.")}
-        return state_fingerprint(state)
 
     # ---------------------------------------------------------------- entropy coding of codes
 
@@ -558,7 +425,7 @@ class AudioCodec(Codec):
         sr = _check_rate(self.sample_rate if sample_rate is None else sample_rate)
         n_q = self.arch.n_q_for(self.bitrate if bitrate is None else float(bitrate))
         resampler = StreamResampler(sr, self.sample_rate, x.shape[0])
-        encoder = _WindowedEncoder(self.model, x.shape[0], n_q, self.block_frames)
+        encoder = WindowedEncoder(self.model, x.shape[0], n_q, self.block_frames)
         codes = encoder.push(resampler.push(x)) + encoder.push(resampler.flush(), final=True)
         tokens = torch.cat(codes, -1) if codes else torch.zeros(x.shape[0], n_q, 0, dtype=torch.long)
         return tokens[0] if x.shape[0] == 1 else tokens
@@ -573,7 +440,7 @@ class AudioCodec(Codec):
             raise ValueError(f"tokens must be [n_q, F] or [C, n_q, F] with n_q <= {self.arch.n_q}")
         if t.numel() and (int(t.min()) < 0 or int(t.max()) >= self.arch.codebook_size):
             raise ValueError(f"tokens must be in 0..{self.arch.codebook_size - 1}")
-        pieces = _WindowedDecoder(self.model, self.block_frames).push(t)
+        pieces = WindowedDecoder(self.model, self.block_frames).push(t)
         return torch.cat(pieces, -1) if pieces else torch.zeros(t.shape[0], 0)
 
     # ---------------------------------------------------------------- files
@@ -682,17 +549,17 @@ def context_beside(weights: Optional[Path], codec_fingerprint: str) -> Optional[
         raise ValueError(f"{path}: not a token context model ncodec can load ({exc})") from None
 
 
-def _with_context(codec: AudioCodec, weights: Optional[Path]) -> AudioCodec:
-    context = context_beside(weights, codec.fingerprint)
-    if context is None:
-        return codec
-    return AudioCodec(codec.name, codec.model, codec.quality, codec.device, context=context)
+def _codec(name: str, model: audio_models.AudioCodecModel, quality: int, device: torch.device,
+           weights: Optional[Path]) -> AudioCodec:
+    """An :class:`AudioCodec` of ``model`` with the context model beside ``weights``, if any."""
+    context = context_beside(weights, decoding_fingerprint(model))
+    return AudioCodec(name, model, quality, device, context=context)
 
 
 def _factory(arch: str):
     def build(quality: int, device: torch.device) -> AudioCodec:
         model = shipped_or_seeded(arch, arch, lambda: audio_models.build_audio_model(arch))
-        return _with_context(AudioCodec(arch, model, quality, device), shipped_weights(arch))
+        return _codec(arch, model, quality, device, shipped_weights(arch))
 
     return build
 
@@ -715,7 +582,7 @@ def _from_weights(path: Path, quality: Optional[int], device: torch.device) -> t
     spec = audio_models.ARCHITECTURES[arch]
     info = _codec_info(arch, path, description=f"{spec.description} (weights {path})")
     q = info.default_quality if quality is None else quality
-    return info, _with_context(AudioCodec(arch, weights_io.load_weights(path, arch=arch), q, device), Path(path))
+    return info, _codec(arch, weights_io.load_weights(path, arch=arch), q, device, Path(path))
 
 
 register_weights_loader(weights_io.AUDIO_FORMAT, _from_weights)

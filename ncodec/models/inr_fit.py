@@ -11,6 +11,7 @@ learning rate, so that the model ends fitted to the values it will store.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -128,16 +129,12 @@ def parameter_bits(values: Tensor) -> float:
     return 8.0 * len(stage.encode(values.int(), rows))
 
 
-_STAGE = None
-
-
+@functools.lru_cache(maxsize=1)
 def _laplace_stage():
-    global _STAGE
-    if _STAGE is None:
-        from ncodec.entropy.laplace import LaplaceStage
+    """The default Laplace ladder, built once (its tables take a moment)."""
+    from ncodec.entropy.laplace import LaplaceStage
 
-        _STAGE = LaplaceStage()
-    return _STAGE
+    return LaplaceStage()
 
 
 @torch.no_grad()
