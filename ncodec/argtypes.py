@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["device", "positive_int"]
+__all__ = ["device", "effort", "positive_float", "positive_int"]
+
+EFFORT_NAMES = ("fast", "medium", "slow", "slowest")
+"""Effort presets of overfitted codecs (``ncodec.codecs.inr_image.EFFORTS`` gives their iterations)."""
 
 
 def positive_int(text: str) -> int:
@@ -29,3 +32,25 @@ def device(name: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return name
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def effort(text: str) -> "str | int":
+    """An effort preset name, or a positive number of iterations."""
+    if text in EFFORT_NAMES:
+        return text
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected {', '.join(EFFORT_NAMES)} or a number of iterations, "
+                                         f"got {text!r}") from None

@@ -24,7 +24,8 @@ from typing import Callable, Optional, Sequence
 
 import ncodec
 from ncodec.argtypes import device as device_type
-from ncodec.argtypes import positive_int
+from ncodec.argtypes import effort as effort_type
+from ncodec.argtypes import positive_float, positive_int
 from ncodec.errors import BitstreamError
 
 PROG = "ncodec"
@@ -235,7 +236,8 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     def encode(src: Path, dst: Path) -> dict:
         modality = _input_modality(src, args)
         codec = _codec_for(args, modality, codecs)
-        options = {k: getattr(args, k) for k in ("bitrate", "entropy") if getattr(args, k) is not None}
+        options = {k: getattr(args, k) for k in ("bitrate", "entropy", "effort", "seconds")
+                   if getattr(args, k) is not None}
         unknown = sorted(set(options) - set(codec.encode_options))
         if unknown:
             raise ValueError(f"--{unknown[0]} is not an option of {codec.name} ({modality.name}); "
@@ -316,6 +318,11 @@ def _add_encode(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
     p.add_argument("--entropy", choices=("context", "static"), default=None,
                    help="audio: code the tokens with the codec's token context model (its default: smaller "
                         "files, slower coding) or with its static per-codebook tables (faster)")
+    p.add_argument("--effort", type=effort_type, default=None, metavar="EFFORT",
+                   help="overfitted codecs (inr-image): how long the per-image fit runs, fast, medium, slow, "
+                        "slowest, or a number of iterations (default: medium)")
+    p.add_argument("--seconds", type=positive_float, default=None, metavar="S",
+                   help="overfitted codecs: stop the per-image fit after S seconds (its schedule follows the time)")
     _add_file_options(p)
     p.set_defaults(handler=_cmd_encode)
 

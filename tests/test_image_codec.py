@@ -15,7 +15,8 @@ from ncodec.io import read_image
 HERE = os.path.dirname(os.path.abspath(__file__))
 IMAGES = sorted(os.path.join(HERE, "data", "images", f) for f in os.listdir(os.path.join(HERE, "data", "images"))
                 if f.endswith((".png", ".jpg")))
-ARCHS = [info.name for info in ncodec.list_codecs() if info.modality == "image"]
+# Amortized codecs (an encoder network); the overfitted ones fit per image: tests/test_inr_image.py.
+ARCHS = [info.name for info in ncodec.list_codecs() if info.modality == "image" and info.family == "amortized"]
 
 
 @lru_cache(maxsize=None)

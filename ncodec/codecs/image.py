@@ -25,7 +25,7 @@ from ncodec.errors import BitstreamError
 from ncodec.models import image as image_models
 from ncodec.models import weights as weights_io
 
-__all__ = ["ImageCodec"]
+__all__ = ["ImageCodec", "ImageFiles"]
 
 ImageInput = Union[torch.Tensor, np.ndarray]
 DEFAULT_IMAGE_CODEC = "mbt2018-mean"
@@ -129,7 +129,23 @@ def to_float_batch(x: ImageInput) -> tuple[torch.Tensor, int]:
     return batch, c
 
 
-class ImageCodec(Codec):
+class ImageFiles:
+    """Image files in and out, for every image codec: ``read_file`` and ``file_bytes``."""
+
+    def read_file(self, src: FileLike) -> torch.Tensor:
+        """An image file (PNG, JPEG, WebP; a path or binary file) as uint8 ``[C, H, W]``."""
+        from ncodec.io import read_image
+
+        return read_image(src)
+
+    def file_bytes(self, decoded: Decoded, suffix: str) -> bytes:
+        """The decoded image as a ``suffix`` file (PNG, lossless WebP, JPEG at quality 95, ...)."""
+        from ncodec.io import image_bytes
+
+        return image_bytes(decoded.tensor, suffix)
+
+
+class ImageCodec(ImageFiles, Codec):
     """A learned image codec at one quality (the :class:`~ncodec.codecs.base.Codec` interface).
 
     Args:
@@ -260,20 +276,6 @@ class ImageCodec(Codec):
             raise BitstreamError(f"image file claims {meta['height']}x{meta['width']} pixels, "
                                  f"more than the {MAX_PIXELS:,}-pixel limit")
         return meta
-
-    # ---------------------------------------------------------------- files
-
-    def read_file(self, src: FileLike) -> torch.Tensor:
-        """An image file (PNG, JPEG, WebP; a path or binary file) as uint8 ``[C, H, W]``."""
-        from ncodec.io import read_image
-
-        return read_image(src)
-
-    def file_bytes(self, decoded: Decoded, suffix: str) -> bytes:
-        """The decoded image as a ``suffix`` file (PNG, lossless WebP, JPEG at quality 95, ...)."""
-        from ncodec.io import image_bytes
-
-        return image_bytes(decoded.tensor, suffix)
 
 
 def check_image_format(header: container.Header) -> None:

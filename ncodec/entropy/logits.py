@@ -34,7 +34,8 @@ from ncodec.entropy.coder import BytesLike, TensorLike
 from ncodec.entropy.stage import CdfTable, EntropyStage
 from ncodec.errors import BitstreamError
 
-__all__ = ["EXP_BITS", "EXP_TABLE", "LogitStage", "STEPS_PER_NAT", "logits_to_cdfs"]
+__all__ = ["EXP_BITS", "EXP_TABLE", "INV_SCALE_TABLE", "LOG_SCALE_MAX", "LOG_SCALE_MIN", "LogitStage", "STEPS_PER_NAT",
+           "laplace_logits", "laplace_row", "logits_to_cdfs"]
 
 STEPS_PER_NAT = 32
 """Resolution of the logits that decide a frequency: 1/32 nat (a mass off by at most 1.6 %)."""
@@ -96,6 +97,123 @@ def logits_to_cdfs(logits: TensorLike, fraction_bits: int = 16) -> Tensor:
     np.cumsum(freq, -1, out=cdf[..., 1:k + 1])
     cdf[..., k + 1] = 1 << _coder.PRECISION
     return torch.from_numpy(cdf.astype(np.int32))
+
+
+# ---------------------------------------------------------------------- Laplace shapes
+
+LOG_SCALE_MIN = -3 * STEPS_PER_NAT
+"""Smallest log-scale index: a Laplace of scale ``b = exp(index / STEPS_PER_NAT)``, here e^-3."""
+LOG_SCALE_MAX = 10 * STEPS_PER_NAT
+"""Largest log-scale index (scale e^10, about 22,000)."""
+# round(2^48 * e^3): the table below starts there and steps down by _DECAY (exp(-1/32)).
+_E3 = 5_653_576_037_675_270
+
+
+def _inv_scale_table() -> Tensor:
+    """``INV_SCALE_TABLE[i] ~ 2^16 * exp(-(i + LOG_SCALE_MIN) / STEPS_PER_NAT)``: the inverse
+    scale ``1/b`` in 16-bit fixed point, by an integer recurrence (the same on every machine)."""
+    values, v = [], _E3
+    for _ in range(LOG_SCALE_MAX - LOG_SCALE_MIN + 1):
+        values.append(max(1, (v + (1 << 31)) >> 32))
+        v = (v * _DECAY + (1 << 47)) >> 48
+    return torch.tensor(values, dtype=torch.int64)
+
+
+INV_SCALE_TABLE: Tensor = _inv_scale_table()
+"""int64 ``[LOG_SCALE_MAX - LOG_SCALE_MIN + 1]``: ``1/b`` in units of ``2^-16`` per log-scale index."""
+_INV_NUMPY = INV_SCALE_TABLE.numpy()
+
+
+_CENTRE_STEPS = 64  # the offset of mu from its nearest integer, in steps of 1/64
+
+
+_CENTRE_ROWS: dict[int, np.ndarray] = {}
+
+
+def _centre_row(i: int) -> np.ndarray:
+    """int64 ``[33]``: the logit (units ``2^-16`` nat) of the integer nearest ``mu`` at
+    ``|k - mu| = j / 64`` (``j = 0 .. 32``) for inverse scale ``u = INV_SCALE_TABLE[i] / 2^16``,
+    making the sampled shape the mass of ``[k - 1/2, k + 1/2]``:
+    ``ln((2 - e^-(1/2 - d)u - e^-(1/2 + d)u) / (e^(u/2) - e^-(u/2)))``. Python's ``decimal``
+    specifies every operation's result exactly (``exp`` and ``ln`` correctly rounded), so every
+    machine builds the same rows; each is built on first use."""
+    row = _CENTRE_ROWS.get(i)
+    if row is None:
+        from decimal import Decimal, localcontext
+
+        with localcontext() as ctx:
+            ctx.prec = 24
+            u = Decimal(int(_INV_NUMPY[i])) / Decimal(1 << 16)
+            down, step = (-u / 2).exp(), (u / _CENTRE_STEPS).exp()
+            denominator = 1 / down - down
+            grow, values = Decimal(1), []
+            for _ in range(_CENTRE_STEPS // 2 + 1):  # e^(d u) for d = j / 64
+                ratio = (2 - down * grow - down / grow) / denominator
+                values.append(int((ratio.ln() * (1 << 16)).to_integral_value()))
+                grow *= step
+        row = _CENTRE_ROWS[i] = np.array(values, dtype=np.int64)
+    return row
+
+
+def _centre_logits(idx: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    rows = np.unique(idx)
+    table = np.stack([_centre_row(int(i)) for i in rows]) if rows.size else np.zeros((0, 33), np.int64)
+    return table[np.searchsorted(rows, idx), offset]
+
+
+def laplace_logits(mu: TensorLike, log_scale: TensorLike, low: int, high: int, fraction_bits: int = 16) -> Tensor:
+    """Fixed-point logits of a Laplace distribution discretised on the integers ``low .. high``:
+    integer ``k`` gets the Laplace mass of ``[k - 1/2, k + 1/2]`` (up to one normalising factor).
+
+    With ``b = exp(log_scale / STEPS_PER_NAT)`` and ``u = 1/b`` from :data:`INV_SCALE_TABLE`,
+    every integer but the one nearest ``mu`` gets ``-|k - mu| * u`` (exact: the Laplace mass of
+    a unit bin away from ``mu`` is that, times a constant); the nearest gets the logit of its
+    larger mass from a table built once with correctly rounded decimal arithmetic
+    (``|k - mu|`` rounded to 1/64). Integers only from there on: the same logits everywhere.
+
+    Args:
+        mu: integers ``[*S]`` (float64 or int64), the location in units of ``2^-16``;
+            clamped to ``low - 1 .. high + 1``.
+        log_scale: integers ``[*S]``, clamped to ``LOG_SCALE_MIN .. LOG_SCALE_MAX``.
+        low, high: the alphabet's integers (``high - low + 1`` symbols; symbol ``j`` of the
+            row is the integer ``low + j``), within ``+-2^15``.
+        fraction_bits: the logits' fractional bits (``>= 5``); the computation uses 16.
+
+    Returns:
+        int64 ``[*S, high - low + 1]`` in units of ``2^-fraction_bits`` nats, for
+        :class:`LogitStage` (with ``fraction_bits`` alike).
+    """
+    f = 16
+    m = np.asarray(torch.as_tensor(mu).detach().cpu().numpy()).astype(np.int64)
+    m = np.clip(m, (low - 1) << f, (high + 1) << f)
+    idx = np.clip(np.asarray(torch.as_tensor(log_scale).detach().cpu().numpy()).astype(np.int64),
+                  LOG_SCALE_MIN, LOG_SCALE_MAX) - LOG_SCALE_MIN
+    k = np.arange(low, high + 1, dtype=np.int64) << f
+    # |k - mu| < 2^(f + 17) for alphabets within +-2^16 and the inverse scale < 2^21: < 2^63.
+    logits = -((np.abs(k - m[..., None]) * _INV_NUMPY[idx][..., None]) >> 16)
+    nearest = (m + (1 << (f - 1))) >> f  # round half up: one rule everywhere
+    inside = (nearest >= low) & (nearest <= high)
+    offset = (np.abs((nearest << f) - m) * _CENTRE_STEPS + (1 << (f - 1))) >> f  # 0 .. 32
+    centre = _centre_logits(idx, np.minimum(offset, _CENTRE_STEPS // 2))
+    column = np.clip(nearest - low, 0, high - low)[..., None]
+    np.put_along_axis(logits, column, np.where(inside[..., None], centre[..., None],
+                                               np.take_along_axis(logits, column, -1)), -1)
+    if fraction_bits != f:
+        shift = f - int(fraction_bits)
+        logits = (logits >> shift) if shift > 0 else (logits << -shift)
+    return torch.from_numpy(logits)
+
+
+def laplace_row(log_scale: int, half: int) -> CdfTable:
+    """A one-row table of the zero-mean Laplace of scale ``exp(log_scale / STEPS_PER_NAT)`` on
+    ``-half .. half`` (offset ``-half``; larger values escape), derived exactly as
+    :class:`LogitStage` derives its rows: for coding many values with one spread (e.g. an
+    overfitted codec's quantised network parameters) with :class:`EntropyStage`."""
+    if not 1 <= half <= ((1 << _coder.PRECISION) - 4) // 2:
+        raise ValueError(f"half must be in 1..{((1 << _coder.PRECISION) - 4) // 2}")
+    cdf = logits_to_cdfs(laplace_logits(torch.zeros(1, dtype=torch.int64), torch.tensor([int(log_scale)]),
+                                        -half, half))
+    return CdfTable(cdf, torch.tensor([2 * half + 3]), torch.tensor([-half]))
 
 
 class LogitStage(EntropyStage):

@@ -184,8 +184,8 @@ class AudioPlugin(EvalPlugin):
     def codec_quality(self, info: "CodecInfo", setting: float) -> int:
         return info.default_quality  # one model codes every bitrate: load it once
 
-    def encode(self, codec: "Codec", media: Clip, setting: float) -> bytes:
-        return codec.compress(media.wav, media.sample_rate, bitrate=setting)
+    def encode(self, codec: "Codec", media: Clip, setting: float, **options: Any) -> bytes:
+        return codec.compress(media.wav, media.sample_rate, bitrate=setting, **options)
 
     def decoded_media(self, decoded: "Decoded", media: Clip, key: str, path: Path) -> "torch.Tensor":
         import torch

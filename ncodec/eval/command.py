@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
 from ncodec.argtypes import device as device_type
-from ncodec.argtypes import positive_int
+from ncodec.argtypes import effort as effort_type
+from ncodec.argtypes import positive_float, positive_int
 
 if TYPE_CHECKING:
     from ncodec.eval.plugin import EvalPlugin
@@ -128,8 +129,10 @@ def run_eval(args: argparse.Namespace) -> int:
     baselines = plugin.parse_baselines(",".join(plugin.default_baselines) if args.baselines is None else args.baselines)
     codecs = _codecs(args, plugin, baselines)
     prepare_report_dir(args.out, force=args.force)  # before any work: never overwrite a report by surprise
+    options = {k: getattr(args, k) for k in ("effort", "seconds") if getattr(args, k) is not None}
     results = core.evaluate(plugin, files, codecs, settings, baselines, baseline_settings, device=args.device,
-                            threads=args.threads, progress=False if args.no_progress else None)
+                            threads=args.threads, progress=False if args.no_progress else None,
+                            encode_options=options)
     paths = write_report(results, args.out, plugin)
     print(core.summary_text(results, plugin))
     print()
@@ -196,6 +199,11 @@ def add_eval_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentPar
     p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="only the first N files (sorted)")
     p.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="torch CPU threads while coding and timing (default: 2 for audio, torch's own for images)")
+    p.add_argument("--effort", type=effort_type, default=None, metavar="EFFORT",
+                   help="overfitted codecs (inr-image): fit effort, fast, medium, slow, slowest or a number of "
+                        "iterations (default: the codec's)")
+    p.add_argument("--seconds", type=positive_float, default=None, metavar="S",
+                   help="overfitted codecs: cap each image's fit at S seconds")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (by default shown only when stderr is a terminal)")
     p.set_defaults(handler=run_eval)

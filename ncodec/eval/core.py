@@ -58,7 +58,7 @@ def _match(key: str, plugin: EvalPlugin, have: Sequence[float], wanted: Optional
 
 
 def _learned(plugin: EvalPlugin, spec: CodecSpec, wanted: Optional[Sequence[float]],
-             device: str) -> tuple[Curve, Callable[[float], Any]]:
+             device: str, options: Mapping[str, Any]) -> tuple[Curve, Callable[[float], Any]]:
     """A codec's (empty) curve and ``setting -> codec object`` (the last one kept loaded)."""
     import ncodec
 
@@ -76,7 +76,8 @@ def _learned(plugin: EvalPlugin, spec: CodecSpec, wanted: Optional[Sequence[floa
     # A weights path's stem names its files: a path is no file name.
     key = os.fspath(spec) if not registry.is_weights_path(spec) else Path(spec).name.removesuffix(".safetensors")
     desc = (f"ncodec {ncodec.__version__} {info.name}, weights: {info.weights}; device {device}; "
-            f"{plugin.rate_key} from whole files (container included)")
+            f"{plugin.rate_key} from whole files (container included)"
+            + "".join(f"; {k} {v}" for k, v in options.items()))
     curve = Curve(key, f"ncodec {key}", desc, True, _match(key, plugin, plugin.codec_settings(info), wanted))
     loaded: dict[int, Any] = {}
 
@@ -85,6 +86,10 @@ def _learned(plugin: EvalPlugin, spec: CodecSpec, wanted: Optional[Sequence[floa
         if quality not in loaded:
             loaded.clear()  # one model in memory at a time
             loaded[quality] = ncodec.load(spec, quality=quality, device=device)
+            unknown = sorted(set(options) - set(getattr(loaded[quality], "encode_options", ())))
+            if unknown:
+                raise ValueError(f"{key} takes no {unknown[0]!r} option (its encode options: "
+                                 f"{', '.join(loaded[quality].encode_options) or 'none'})")
         return loaded[quality]
 
     return curve, codec_at
@@ -99,18 +104,18 @@ def _sync(device: Any) -> None:
 
 
 def _run_learned(plugin: EvalPlugin, curve: Curve, codec_at: Callable[[float], Any],
-                 items: list[tuple[Path, Any]], device: str, bar: Any) -> None:
+                 items: list[tuple[Path, Any]], device: str, bar: Any, options: Mapping[str, Any]) -> None:
     warmed: Any = None
     for s in curve.settings:
         codec = codec_at(s)
         if codec is not warmed:  # lazy set-up (kernels, tables) is not timed on input 1
-            plugin.decode(codec, plugin.encode(codec, plugin.warm_up_media(items[0][1]), s))
+            plugin.decode(codec, plugin.encode(codec, plugin.warm_up_media(items[0][1]), s, **options))
             warmed = codec
         for path, media in items:
             bar.set_postfix_str(f"{curve.key} {plugin.setting_text.format(s)}", refresh=False)
             _sync(device)
             start = time.perf_counter()
-            data = plugin.encode(codec, media, s)
+            data = plugin.encode(codec, media, s, **options)
             enc = time.perf_counter() - start
             start = time.perf_counter()
             decoded = plugin.decode(codec, data)
@@ -143,7 +148,8 @@ def evaluate(plugin: EvalPlugin | str, inputs: Sequence[str | Path],
              codecs: Optional[CodecSpec | Sequence[CodecSpec]] = None, settings: Optional[Sequence[float]] = None,
              baselines: Optional[Sequence[str]] = None,
              baseline_settings: Optional[Sequence[float] | Mapping[str, Sequence[float]]] = None, *,
-             device: str = "cpu", threads: Optional[int] = None, progress: Optional[bool] = None) -> Results:
+             device: str = "cpu", threads: Optional[int] = None, progress: Optional[bool] = None,
+             encode_options: Optional[Mapping[str, Any]] = None) -> Results:
     """Code every input with each learned codec at each setting and with each baseline at
     each of its settings, and measure each result with the plug-in's metrics.
 
@@ -160,6 +166,8 @@ def evaluate(plugin: EvalPlugin | str, inputs: Sequence[str | Path],
         threads: torch CPU threads while coding (timings depend on it), restored after;
             None for the plug-in's default.
         progress: a progress bar on stderr; None shows it only on a terminal.
+        encode_options: keyword options for every learned codec's ``compress`` (each must be
+            among its ``encode_options``, e.g. ``{"effort": "fast"}`` for ``inr-image``).
 
     Raises:
         ValueError: no inputs, an unreadable input, an unknown or other-modality codec, a
@@ -177,7 +185,7 @@ def evaluate(plugin: EvalPlugin | str, inputs: Sequence[str | Path],
     coders = [plugin.baseline(name) for name in dict.fromkeys(names)]
     learned: list[tuple[Curve, Callable[[float], Any]]] = []
     for spec in _specs(codecs):
-        curve, codec_at = _learned(plugin, spec, settings, device)
+        curve, codec_at = _learned(plugin, spec, settings, device, dict(encode_options or {}))
         if all(c.key != curve.key for c, _ in learned):
             learned.append((curve, codec_at))
     ran = sorted({s for c, _ in learned for s in c.settings})
@@ -200,7 +208,7 @@ def evaluate(plugin: EvalPlugin | str, inputs: Sequence[str | Path],
         with tqdm(total=total, desc="eval", unit="run", file=sys.stderr,
                   disable=None if progress is None else not progress) as bar:
             for curve, codec_at in learned:
-                _run_learned(plugin, curve, codec_at, items, device, bar)
+                _run_learned(plugin, curve, codec_at, items, device, bar, dict(encode_options or {}))
             for curve, coder in zip(curves[len(learned):], coders):
                 _run_baseline(plugin, curve, coder, items, bar)
     finally:

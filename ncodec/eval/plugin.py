@@ -193,9 +193,10 @@ class EvalPlugin(ABC):
         """The quality to load for ``setting`` (default: the setting is the quality)."""
         return int(setting)
 
-    def encode(self, codec: "Codec", media: Any, setting: float) -> bytes:
-        """One input coded at ``setting`` into an ncodec file (default: ``codec.compress(media)``)."""
-        return codec.compress(media)
+    def encode(self, codec: "Codec", media: Any, setting: float, **options: Any) -> bytes:
+        """One input coded at ``setting`` into an ncodec file (default: ``codec.compress(media,
+        **options)``; ``options``: the codec's encode options, e.g. an overfitted codec's effort)."""
+        return codec.compress(media, **options)
 
     def decode(self, codec: "Codec", data: bytes) -> "Decoded":
         """A file decoded (default: ``codec.decompress(data)``)."""

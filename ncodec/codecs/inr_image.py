@@ -1,0 +1,267 @@
+"""Overfitted image codecs ``inr-image`` and ``inr-image-light`` (Cool-chic / C3 family).
+
+No pretrained weights: encoding fits a small model (:class:`ncodec.models.inr.InrImageModel`:
+latent grids, upsampling, synthesis, ARM) to the image (:func:`ncodec.models.inr_fit.fit_image`
+at the quality's rate-distortion weight), rounds its parameters to power-of-two steps
+(:func:`ncodec.models.inr_fit.quantize_network`), and stores the model and the latents
+(:mod:`ncodec.models.inr_coding`) in one ncodec container: the file holds everything its
+decoding needs. Layout: ``docs/bitstream.md``, "inr-image files".
+
+* **Effort** (``effort=`` / ``ncodec encode --effort``): the fit's iterations, :data:`EFFORTS`;
+  ``seconds=`` (``--seconds``) caps the fit's wall time instead (the schedule follows the time).
+* **Exact decoding.** The latents' probabilities come from the ARM in fixed-point integer
+  arithmetic: the latents decode alike on every machine, thread count and device. The
+  encoder decodes its own latents once more before returning (the decode check).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import sys
+from typing import Any, Optional, Union
+
+import torch
+
+from ncodec.codecs import container
+from ncodec.codecs.base import Codec, Decoded
+from ncodec.codecs.image import MAX_PIXELS, ImageFiles, ImageInput, as_image_tensor, to_float_batch
+from ncodec.codecs.meta import MetaField
+from ncodec.codecs.registry import CodecInfo, register
+from ncodec.errors import BitstreamError
+from ncodec.models import inr_coding
+from ncodec.models.inr import PRESETS, InrConfig, InrImageModel
+from ncodec.models.inr_fit import _module_groups, fit_image, quantize_network, quantized_latents
+
+__all__ = ["EFFORTS", "INR_FORMAT", "LAMBDAS", "InrImageCodec", "config_from_meta"]
+
+INR_FORMAT = 1
+"""``meta["format"]`` of the inr-image files this release writes and reads."""
+LAMBDAS: dict[int, float] = {1: 2e-2, 2: 1e-2, 3: 5e-3, 4: 2.5e-3, 5: 1.2e-3, 6: 6e-4, 7: 3e-4, 8: 1.5e-4}
+"""Rate-distortion weight of each quality: the fit minimises ``MSE + lam * bpp`` (RGB in [0, 1])."""
+EFFORTS: dict[str, int] = {"fast": 300, "medium": 1000, "slow": 3000, "slowest": 10000}
+"""Fit iterations per effort preset."""
+DEFAULT_EFFORT = "medium"
+SUBSTREAMS = ("network", "latents")
+# Bounds on what a file may ask the decoder to build (hostile files): widths, depths, parameters.
+_MAX_WIDTH, _MAX_LEVELS, _MAX_PARAMETERS = 256, 16, 1 << 20
+
+
+def config_from_meta(obj: Any) -> InrConfig:
+    """The :class:`InrConfig` a file's ``meta["config"]`` describes.
+
+    Raises:
+        ncodec.BitstreamError: not an object of exactly InrConfig's fields, each of its
+            default's type (tuples as lists of ints) and within bounds.
+    """
+    if not isinstance(obj, dict):
+        raise BitstreamError("inr-image file has no model config object")
+    fields = {f.name: f for f in dataclasses.fields(InrConfig)}
+    if set(obj) != set(fields):
+        raise BitstreamError(f"inr-image model config has fields {sorted(obj)}, expected {sorted(fields)}")
+    values = {}
+    defaults = InrConfig()
+    for name, value in obj.items():
+        default = getattr(defaults, name)
+        if isinstance(default, tuple):
+            ok = isinstance(value, list) and len(value) <= 8 and all(
+                type(v) is int and 1 <= v <= _MAX_WIDTH for v in value)
+            value = tuple(value) if ok else value
+        elif isinstance(default, bool):
+            ok = type(value) is bool
+        elif isinstance(default, int):
+            ok = type(value) is int and 0 <= value <= _MAX_WIDTH
+        elif isinstance(default, float):
+            ok = type(value) in (int, float) and math.isfinite(value)
+            value = float(value) if ok else value
+        else:
+            ok = type(value) is type(default)
+        if not ok:
+            raise BitstreamError(f"inr-image model config field {name!r} has an invalid value {value!r}")
+        values[name] = value
+    config = InrConfig(**values)
+    if not 1 <= config.levels <= _MAX_LEVELS or config.latent_range != defaults.latent_range:
+        raise BitstreamError("inr-image model config has an unsupported number of levels or latent range")
+    return config
+
+
+def _config_to_meta(config: InrConfig) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+class InrImageCodec(ImageFiles, Codec):
+    """An overfitted image codec at one quality (:data:`LAMBDAS`), model class ``preset``.
+
+    Args:
+        name: registry name (written in every file).
+        quality: 1 .. 8 (higher: more bits, better fidelity).
+        preset: the model class, a key of :data:`ncodec.models.inr.PRESETS`.
+        device: where the fit runs ("cpu" or "cuda"); decoding runs on the CPU.
+        effort: default effort (a key of :data:`EFFORTS`) or iteration count.
+        seconds: default wall-time cap of the fit (None: none).
+        progress: a progress bar while fitting (None: when stderr is a terminal).
+    """
+
+    modality = "image"
+    substreams = SUBSTREAMS
+    encode_options = ("effort", "seconds")
+    meta_schema = {
+        "format": MetaField(int), "width": MetaField(int, lo=1, hi=1 << 16),
+        "height": MetaField(int, lo=1, hi=1 << 16), "channels": MetaField(int, choices=(1, 3)),
+        "quality": MetaField(int, lo=0), "bit_depth": MetaField(int, choices=(8,), required=False),
+        "color": MetaField(str, choices=("gray", "rgb"), required=False),
+        "config": MetaField(object), "network": MetaField(object),
+        "iterations": MetaField(int, lo=0, required=False),
+    }
+
+    def __init__(self, name: str, quality: int, preset: str = "default", device: torch.device | str = "cpu", *,
+                 effort: Union[str, int] = DEFAULT_EFFORT, seconds: Optional[float] = None,
+                 progress: Optional[bool] = None):
+        if quality not in LAMBDAS:
+            raise ValueError(f"{name} has qualities {sorted(LAMBDAS)}, not {quality}")
+        self.name, self.quality, self.preset = name, quality, preset
+        self.config = PRESETS[preset]
+        self.device = torch.device(device)
+        self.lam = LAMBDAS[quality]
+        self.effort, self.seconds = effort, seconds
+        self.progress = progress
+        # Decoding depends on no weights: the fingerprint names the format and the codec.
+        self.fingerprint = hashlib.sha256(f"ncodec {name} format {INR_FORMAT}".encode()).hexdigest()[:32]
+        self.last_fit: Optional[dict] = None
+
+    def __repr__(self) -> str:
+        return f"InrImageCodec({self.name!r}, quality={self.quality}, preset={self.preset!r}, effort={self.effort!r})"
+
+    # ---------------------------------------------------------------- encoding
+
+    @staticmethod
+    def iterations_for(effort: Union[str, int]) -> int:
+        """Fit iterations of an effort preset name or an iteration count."""
+        if isinstance(effort, str):
+            if effort not in EFFORTS:
+                raise ValueError(f"effort must be one of {', '.join(EFFORTS)} or a number of iterations, "
+                                 f"not {effort!r}")
+            return EFFORTS[effort]
+        if isinstance(effort, bool) or not isinstance(effort, int) or effort < 1:
+            raise ValueError(f"effort must be a preset name or a positive number of iterations, not {effort!r}")
+        return effort
+
+    def compress(self, x: ImageInput, *, effort: Union[str, int, None] = None,
+                 seconds: Optional[float] = None) -> Union[bytes, list[bytes]]:
+        """Fit a model to an image ``[C, H, W]`` and code it (bytes; a batch ``[B, C, H, W]``
+        gives a list, one file each). Images as :class:`ncodec.codecs.image.ImageCodec` takes
+        them. ``effort``: a key of :data:`EFFORTS` or an iteration count; ``seconds``: a cap
+        on the fit's wall time (defaults: the codec's)."""
+        iterations = self.iterations_for(self.effort if effort is None else effort)
+        seconds = self.seconds if seconds is None else seconds
+        if seconds is not None and not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
+            raise ValueError(f"seconds must be a positive number, not {seconds!r}")
+        t = as_image_tensor(x)
+        batch, channels = to_float_batch(t)
+        files = [self._compress_one(img, channels, iterations, seconds) for img in batch]
+        return files if t.dim() == 4 else files[0]
+
+    def _compress_one(self, img: torch.Tensor, channels: int, iterations: int, seconds: Optional[float]) -> bytes:
+        _, h, w = img.shape
+        rgb = img.expand(3, -1, -1) if channels == 1 else img
+        progress = sys.stderr.isatty() if self.progress is None else self.progress
+        fit = fit_image(rgb, self.lam, config=self.config, iterations=iterations, max_seconds=seconds,
+                        progress=progress, device=self.device)
+        model = fit.model
+        info = quantize_network(model, rgb, self.lam)
+        groups = _module_groups(model)
+        codings = []
+        for name, module in groups.items():
+            step_bits = round(-math.log2(info[name]["step"]))
+            ints = torch.cat([torch.round(p.detach().double() * 2.0**step_bits).reshape(-1)
+                              for p in module.parameters()])
+            codings.append(inr_coding.choose_coding(step_bits, ints))
+        network = inr_coding.encode_network(list(groups.values()), codings)
+        latents = quantized_latents(model)
+        arm = inr_coding.ExactArm(model.arm)
+        r = self.config.latent_range
+        coded = inr_coding.encode_latents(arm, latents, r)
+        # The decode check: the latents as a decoder will read them.
+        again = inr_coding.decode_latents(arm, [tuple(y.shape[-2:]) for y in latents], coded, r)
+        if not all(torch.equal(a, b) for a, b in zip(again, latents)):
+            raise RuntimeError("inr-image: the coded latents do not decode to themselves (a bug; please report it)")
+        self.last_fit = {"iterations": fit.iterations, "seconds": fit.seconds, "network_bits": 8 * len(network),
+                         "latent_bits": 8 * len(coded), "log": fit.log}
+        header = container.Header(
+            codec=self.name, fingerprint=self.fingerprint, modality="image", substreams=SUBSTREAMS,
+            meta={"format": INR_FORMAT, "width": w, "height": h, "channels": channels, "bit_depth": 8,
+                  "color": "gray" if channels == 1 else "rgb", "quality": self.quality,
+                  "config": _config_to_meta(self.config),
+                  "network": {name: c.as_list() for name, c in zip(groups, codings)},
+                  "iterations": fit.iterations})
+        return container.pack(header, [[network, coded]])
+
+    # ---------------------------------------------------------------- decoding
+
+    def check_format(self, header: container.Header) -> None:
+        fmt = header.meta.get("format") if isinstance(header.meta, dict) else None
+        if fmt != INR_FORMAT:
+            raise BitstreamError(f"inr-image file format {fmt!r} is not one this ncodec reads (format {INR_FORMAT}; "
+                                 "a newer ncodec may have written it)")
+
+    def check_meta(self, meta: dict, header: container.Header) -> dict:
+        if meta["width"] * meta["height"] > MAX_PIXELS:
+            raise BitstreamError(f"image file claims {meta['height']}x{meta['width']} pixels, "
+                                 f"more than the {MAX_PIXELS:,}-pixel limit")
+        return meta
+
+    def decode_chunks(self, header: container.Header, meta: dict, chunks: list[list[bytes]]) -> Decoded:
+        """The image of a checked file: float ``[C, H, W]`` in [0, 1] on the CPU."""
+        if len(chunks) != 1:
+            raise BitstreamError(f"an image file has 1 chunk, this one has {len(chunks)}")
+        h, w, c = meta["height"], meta["width"], meta["channels"]
+        config = config_from_meta(meta["config"])
+        try:
+            model = InrImageModel(h, w, config)
+        except (ValueError, RuntimeError) as exc:
+            raise BitstreamError(f"inr-image model config cannot be built: {exc}") from None
+        groups = _module_groups(model)
+        if sum(p.numel() for p in model.parameters()) - sum(y.numel() for y in model.latents) > _MAX_PARAMETERS:
+            raise BitstreamError("inr-image model config asks for more network parameters than any encoder makes")
+        codings = _codings_from_meta(meta["network"], list(groups))
+        network, latent_data = chunks[0]
+        with torch.no_grad():
+            inr_coding.decode_network(list(groups.values()), codings, network)
+            try:
+                arm = inr_coding.ExactArm(model.arm)
+            except ValueError as exc:  # weights too large for exact arithmetic: not an encoder's
+                raise BitstreamError(f"inr-image ARM parameters out of range: {exc}") from None
+            shapes = [tuple(y.shape[-2:]) for y in model.latents]
+            latents = inr_coding.decode_latents(arm, shapes, latent_data, config.latent_range)
+            x_hat = model.synthesize(latents)
+        if not bool(torch.isfinite(x_hat).all()):
+            raise BitstreamError("decoded image is not finite: a forged or foreign inr-image file")
+        x_hat = x_hat[0].clamp(0, 1)
+        return Decoded(x_hat.mean(0, keepdim=True) if c == 1 else x_hat, "image", meta=meta)
+
+
+def _codings_from_meta(obj: Any, names: list[str]) -> list[inr_coding.GroupCoding]:
+    if not isinstance(obj, dict) or set(obj) != set(names):
+        raise BitstreamError(f"inr-image network coding must name the groups {names}")
+    out = []
+    for name in names:
+        v = obj[name]
+        if not (isinstance(v, list) and len(v) == 3 and all(type(i) is int for i in v)
+                and 0 <= v[0] <= 24 and -512 <= v[1] <= 512 and 1 <= v[2] <= inr_coding.MAX_HALF):
+            raise BitstreamError(f"inr-image network coding of {name!r} is invalid: {v!r}")
+        out.append(inr_coding.GroupCoding(*v))
+    return out
+
+
+# -------------------------------------------------------------------- registry
+
+_DESCRIPTIONS = {
+    "default": "overfitted INR image codec (Cool-chic class): a model fitted per image at encode time",
+    "light": "overfitted INR image codec, light decoder (fewer MAC/pixel)",
+}
+for _name, _preset in (("inr-image", "default"), ("inr-image-light", "light")):
+    register(CodecInfo(name=_name, modality="image", qualities=tuple(LAMBDAS), default_quality=4, default=False,
+                       description=_DESCRIPTIONS[_preset], weights="none: fitted to each image at encode time",
+                       family="overfitted"),
+             lambda quality, device, _n=_name, _p=_preset: InrImageCodec(_n, quality, _p, device))

@@ -1,0 +1,240 @@
+"""What an ``inr-image`` file stores, coded: the network's parameters and the latents.
+
+* **Network parameters.** Each parameter group (:func:`ncodec.models.inr_fit.module_groups`:
+  ARM, upsampler, synthesis) is a set of integers ``q`` with the group's power-of-two step
+  (parameter ``= q * 2^-step_bits``), coded in one substream, one exact zero-mean Laplace row
+  per group (:func:`ncodec.entropy.logits.laplace_row`: its log-scale and half-width travel
+  in the file's meta, values beyond the half-width escape).
+* **Latents.** Every latent ``y`` (an integer in ``-R .. R``) is coded with the Laplace
+  ``(mu, b)`` that the ARM gives for its causal neighbours. The ARM runs as an exact
+  fixed-point network (:class:`ExactArm`, :mod:`ncodec.models.exact`), and its Laplace becomes a
+  CDF row by integer arithmetic only (:func:`ncodec.entropy.logits.laplace_logits`,
+  :class:`ncodec.entropy.logits.LogitStage`): every machine, thread count and device derives
+  the same rows.
+* **Order (the wavefront).** The neighbour farthest ahead is ``(-1, +2)``, so latent ``(y, x)``
+  of a grid depends only on latents of earlier steps ``x' + 3y' < x + 3y``. Symbols are coded
+  step by step (``t = x + 3y``), within a step grid by grid (finest first), then by row: the
+  decoder decodes each step's latents of all grids as one batch, ``W + 3(H - 1)`` batches
+  for an image of ``H x W`` instead of one latent at a time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ncodec.entropy.logits import LOG_SCALE_MIN, STEPS_PER_NAT, LogitStage, laplace_logits, laplace_row
+from ncodec.entropy.stage import CdfTable, EntropyStage
+from ncodec.errors import BitstreamError
+from ncodec.models.exact import FRACTION_BITS, ExactLinear, to_fixed
+from ncodec.models.inr import _PAD_LEFT, _PAD_RIGHT, _PAD_TOP, CONTEXT, arm_contexts
+
+__all__ = ["ExactArm", "GroupCoding", "MAX_HALF", "choose_coding", "decode_latents", "decode_network", "encode_latents",
+           "encode_network", "wavefront_order"]
+
+# Largest log-scale index the ARM may give: its training clamps log b to 3.9 (3.9 * 32 = 124.8).
+_ARM_LOG_SCALE_MAX = 125
+# Symbols whose logits are built at once when encoding (bounds the [n, 2R + 1] buffer).
+_ENCODE_BATCH = 1 << 14
+MAX_HALF = 16383
+"""Largest half-width of a parameter group's Laplace row (larger values escape)."""
+
+
+class ExactArm(nn.Module):
+    """The exact fixed-point twin of an ARM (``nn.Sequential`` of ``nn.Linear`` and ``nn.ReLU``):
+    integer contexts ``[n, len(CONTEXT)]`` -> ``(mu, log_scale)``, int64 ``[n]`` each:
+    ``mu`` in units of ``2^-16``, ``log_scale`` the index of ``b`` on the ``1/32``-nat ladder
+    (:data:`ncodec.entropy.logits.INV_SCALE_TABLE`), clamped as training clamps ``log b``.
+    """
+
+    def __init__(self, arm: nn.Sequential):
+        super().__init__()
+        items = list(arm)
+        layers = []
+        for i, layer in enumerate(items):
+            if isinstance(layer, nn.ReLU):
+                continue
+            if not isinstance(layer, nn.Linear):
+                raise TypeError(f"an ARM holds Linear and ReLU layers, not {type(layer).__name__}")
+            relu = i + 1 < len(items) and isinstance(items[i + 1], nn.ReLU)
+            layers.append(ExactLinear.from_float(layer.weight, layer.bias, slope=0.0 if relu else None))
+        self.layers = nn.ModuleList(layers)
+
+    @torch.no_grad()
+    def forward(self, contexts: Tensor) -> tuple[Tensor, Tensor]:
+        x = to_fixed(contexts.detach().cpu())
+        for layer in self.layers:
+            x = layer(x)
+        mu = x[:, 0].to(torch.int64)
+        shift = FRACTION_BITS - 5  # 2^5 = STEPS_PER_NAT
+        log_scale = torch.floor(x[:, 1] * float(2.0**-shift) + 0.5).to(torch.int64)
+        return mu, log_scale.clamp(-3 * STEPS_PER_NAT, _ARM_LOG_SCALE_MAX)
+
+
+def wavefront_order(shapes: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The coding order of the latents of grids ``shapes`` (``[(h, w)]``, finest first).
+
+    Returns ``(level, y, x, starts)``: int64 arrays over all latents in coding order, and the
+    index where each wavefront step begins (``starts[t] .. starts[t + 1]``, one more entry than
+    steps).
+    """
+    levels, ys, xs, steps = [], [], [], []
+    for level, (h, w) in enumerate(shapes):
+        y, x = np.divmod(np.arange(h * w, dtype=np.int64), w)
+        levels.append(np.full(h * w, level, dtype=np.int64))
+        ys.append(y)
+        xs.append(x)
+        steps.append(x + 3 * y)
+    level, y, x, step = (np.concatenate(a) for a in (levels, ys, xs, steps))
+    order = np.lexsort((y, level, step))  # by step, then level, then row
+    step = step[order]
+    count = int(step[-1]) + 1 if step.size else 0
+    starts = np.searchsorted(step, np.arange(count + 1))
+    return level[order], y[order], x[order], starts
+
+
+def _latent_stage(latent_range: int) -> LogitStage:
+    return LogitStage(2 * latent_range + 1)
+
+
+def encode_latents(arm: ExactArm, latents: Sequence[Tensor], latent_range: int) -> bytes:
+    """One substream of the integer ``latents`` (grids ``[1, 1, h, w]``, values in
+    ``-latent_range .. latent_range``), in wavefront order (module docstring)."""
+    ints = [y.detach().cpu().reshape(y.shape[-2:]).to(torch.int64) for y in latents]
+    if any(int(y.abs().max()) > latent_range for y in ints if y.numel()):
+        raise ValueError(f"latents must lie in -{latent_range}..{latent_range}")
+    mus, scales = [], []
+    for y in ints:
+        mu, log_scale = arm(arm_contexts(y.to(torch.float64).view(1, 1, *y.shape)))
+        mus.append(mu.numpy())
+        scales.append(log_scale.numpy())
+    level, ys, xs, _ = wavefront_order([tuple(y.shape) for y in ints])
+    widths = np.array([y.shape[1] for y in ints], dtype=np.int64)
+    bases = np.concatenate([[0], np.cumsum([y.numel() for y in ints])])[:-1]
+    flat_index = bases[level] + ys * widths[level] + xs
+    values = np.concatenate([y.reshape(-1).numpy() for y in ints])[flat_index]
+    mu, log_scale = np.concatenate(mus)[flat_index], np.concatenate(scales)[flat_index]
+    stage = _latent_stage(latent_range)
+    writer = stage.writer()
+    for i in range(0, values.size, _ENCODE_BATCH):
+        j = i + _ENCODE_BATCH
+        logits = laplace_logits(mu[i:j], log_scale[i:j], -latent_range, latent_range)
+        writer.add(torch.from_numpy(values[i:j] + latent_range), logits)
+    return writer.finish()
+
+
+def decode_latents(arm: ExactArm, shapes: Sequence[tuple[int, int]], data: bytes, latent_range: int) -> list[Tensor]:
+    """The latents of :func:`encode_latents`'s substream: float32 grids ``[1, 1, h, w]``.
+
+    Raises:
+        ncodec.BitstreamError: the substream does not hold exactly these latents.
+    """
+    level, ys, xs, starts = wavefront_order(shapes)
+    # All grids in one zero-padded buffer (3 rows above, 3 columns left, 2 right: the
+    # context's reach), so a step's contexts are one gather.
+    padded = [(h + _PAD_TOP, w + _PAD_LEFT + _PAD_RIGHT) for h, w in shapes]
+    sizes = np.array([ph * pw for ph, pw in padded], dtype=np.int64)
+    bases = np.concatenate([[0], np.cumsum(sizes)])
+    buffer = np.zeros(int(bases[-1]), dtype=np.int64)
+    pitch = np.array([pw for _, pw in padded], dtype=np.int64)
+    offsets = np.array([[dy * pw + dx for dy, dx in CONTEXT] for _, pw in padded], dtype=np.int64)
+    position = bases[level] + (ys + _PAD_TOP) * pitch[level] + xs + _PAD_LEFT
+    stage = _latent_stage(latent_range)
+    reader = stage.reader(data)
+    for t in range(len(starts) - 1):
+        at = position[starts[t]:starts[t + 1]]
+        contexts = buffer[at[:, None] + offsets[level[starts[t]:starts[t + 1]]]]
+        mu, log_scale = arm(torch.from_numpy(contexts))
+        symbols = reader.read(laplace_logits(mu, log_scale, -latent_range, latent_range))
+        buffer[at] = symbols.numpy().astype(np.int64) - latent_range
+    reader.finish()
+    out = []
+    for (h, w), base, (ph, pw) in zip(shapes, bases, padded):
+        grid = buffer[base:base + ph * pw].reshape(ph, pw)[_PAD_TOP:, _PAD_LEFT:_PAD_LEFT + w]
+        out.append(torch.from_numpy(np.ascontiguousarray(grid)).to(torch.float32).view(1, 1, h, w))
+    return out
+
+
+# ---------------------------------------------------------------------- network parameters
+
+
+@dataclass(frozen=True)
+class GroupCoding:
+    """How one parameter group is coded: parameters are ``q * 2^-step_bits``, the integers
+    ``q`` coded with the zero-mean Laplace row of log-scale index ``log_scale`` on
+    ``-half .. half`` (others escape). Stored in the file's meta as a list of three ints."""
+
+    step_bits: int
+    log_scale: int
+    half: int
+
+    def as_list(self) -> list[int]:
+        return [self.step_bits, self.log_scale, self.half]
+
+
+def _group_table(codings: Sequence[GroupCoding]) -> CdfTable:
+    """One table row per group (rows padded to the widest)."""
+    rows = [laplace_row(c.log_scale, c.half) for c in codings]
+    width = max(int(r.cdfs.shape[1]) for r in rows)
+    cdfs = torch.zeros(len(rows), width, dtype=torch.int32)
+    for i, r in enumerate(rows):
+        cdfs[i, : r.cdfs.shape[1]] = r.cdfs[0]
+    return CdfTable(cdfs, torch.cat([r.lengths for r in rows]), torch.cat([r.offsets for r in rows]))
+
+
+def choose_coding(step_bits: int, ints: Tensor) -> GroupCoding:
+    """The coding of a group's integers ``ints``: the Laplace scale of their mean magnitude,
+    a half-width covering the values worth a table entry (an encoder's choice: it is stored)."""
+    scale = max(float(ints.abs().double().mean()), 0.06)
+    log_scale = int(round(math.log(scale) * STEPS_PER_NAT))
+    log_scale = max(LOG_SCALE_MIN, log_scale)
+    worth = math.ceil(scale * max(math.log(2.0**15 / scale), 0.0)) + 1  # mass per value ~2^-15 there
+    peak = int(ints.abs().max()) if ints.numel() else 1
+    return GroupCoding(int(step_bits), log_scale, int(min(max(1, min(worth, peak)), MAX_HALF)))
+
+
+def _flat_ints(modules: Sequence[nn.Module], codings: Sequence[GroupCoding]) -> tuple[Tensor, Tensor]:
+    ints, rows = [], []
+    for row, (module, coding) in enumerate(zip(modules, codings)):
+        for p in module.parameters():
+            q = torch.round(p.detach().cpu().double() * float(2**coding.step_bits)).reshape(-1)
+            ints.append(q)
+            rows.append(torch.full_like(q, row))
+    return torch.cat(ints).to(torch.int64), torch.cat(rows).to(torch.int32)
+
+
+def encode_network(modules: Sequence[nn.Module], codings: Sequence[GroupCoding]) -> bytes:
+    """One substream of the parameters of ``modules`` (each a group, its parameters multiples
+    of ``2^-step_bits``; ``ValueError`` otherwise), in ``parameters()`` order."""
+    for module, coding in zip(modules, codings):
+        for p in module.parameters():
+            scaled = p.detach().cpu().double() * float(2**coding.step_bits)
+            if not torch.equal(scaled, scaled.round()) or float(scaled.abs().max()) >= 2**30:
+                raise ValueError("network parameters must be (moderate) multiples of their group's step")
+    ints, rows = _flat_ints(modules, codings)
+    return EntropyStage(_group_table(codings)).encode(ints.to(torch.int32), rows)
+
+
+def decode_network(modules: Sequence[nn.Module], codings: Sequence[GroupCoding], data: bytes) -> None:
+    """Set the parameters of ``modules`` from :func:`encode_network`'s substream (in place).
+
+    Raises:
+        ncodec.BitstreamError: the substream does not hold exactly these parameters.
+    """
+    counts = [sum(p.numel() for p in m.parameters()) for m in modules]
+    rows = torch.cat([torch.full((n,), i, dtype=torch.int32) for i, n in enumerate(counts)])
+    ints = EntropyStage(_group_table(codings)).decode(data, rows).to(torch.float64)
+    if ints.numel() and float(ints.abs().max()) >= 2**30:
+        raise BitstreamError("network parameter out of range (a corrupt or foreign file)")
+    at = 0
+    with torch.no_grad():
+        for module, coding in zip(modules, codings):
+            for p in module.parameters():
+                n = p.numel()
+                p.copy_((ints[at:at + n] * float(2.0**-coding.step_bits)).view_as(p).to(p.dtype))
+                at += n

@@ -1,0 +1,200 @@
+"""The overfitted image codec ``inr-image``: exact Laplace rows, the wavefront order, the
+network and latent substreams, files that decode anywhere, hostile files, the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import ncodec
+from ncodec.argtypes import EFFORT_NAMES
+from ncodec.codecs import container
+from ncodec.codecs.inr_image import EFFORTS, InrImageCodec
+from ncodec.entropy.logits import LOG_SCALE_MAX, LOG_SCALE_MIN, LogitStage, laplace_logits, laplace_row
+from ncodec.entropy.stage import EntropyStage
+from ncodec.errors import BitstreamError
+from ncodec.eval import portability
+from ncodec.io import read_rgb
+from ncodec.models.inr import CONTEXT
+from ncodec.models.inr_coding import ExactArm, decode_latents, encode_latents, wavefront_order
+
+ROOT = Path(__file__).resolve().parents[1]
+PHOTO = sorted((ROOT / "ncodec" / "data" / "images").glob("*.png"))[0]
+
+
+def _small(h: int = 40, w: int = 56) -> torch.Tensor:
+    photo = read_rgb(PHOTO).float().unsqueeze(0)
+    return torch.nn.functional.interpolate(photo, size=(h, w), mode="area")[0].round().to(torch.uint8)
+
+
+@pytest.fixture(scope="module")
+def coded():
+    codec = InrImageCodec("inr-image", 7, progress=False)
+    x = _small()
+    return codec, x, codec.compress(x, effort=200)
+
+
+# ---------------------------------------------------------------- entropy rows
+
+
+def test_laplace_logits_are_the_integrated_masses():
+    for mu, log_b in ((0.3, -0.35), (-2.5, 0.0), (4.9, 1.2), (0.02, -2.5)):
+        b = math.exp(round(log_b * 32) / 32)
+        logits = laplace_logits(torch.tensor([round(mu * 2**16)]), torch.tensor([round(log_b * 32)]), -12, 12)
+        p = torch.softmax(logits.double() / 2**16, -1)[0]
+        cdf = lambda v: 0.5 + 0.5 * math.copysign(1, v) * (1 - math.exp(-abs(v) / b))  # noqa: E731
+        mass = torch.tensor([cdf(k + 0.5 - mu) - cdf(k - 0.5 - mu) for k in range(-12, 13)], dtype=torch.float64)
+        assert torch.allclose(p, mass / mass.sum(), atol=2e-3), (mu, log_b)
+
+
+def test_laplace_rows_are_pinned():
+    """The rows come from integers only: these bytes are part of the inr-image format."""
+    mu = torch.arange(-40 * 2**16, 40 * 2**16, 977 * 61)
+    scales = torch.arange(mu.numel()) % (LOG_SCALE_MAX - LOG_SCALE_MIN + 1) + LOG_SCALE_MIN
+    logits = laplace_logits(mu, scales, -31, 31)
+    stage = LogitStage(63)
+    cdfs = stage.rows(logits)[0]
+    digest = hashlib.sha256(logits.numpy().tobytes() + cdfs.numpy().tobytes()).hexdigest()[:16]
+    assert digest == "9999601b664236d0", digest
+    row = laplace_row(70, 40)
+    assert row.cdfs.shape == (1, 83) and int(row.offsets[0]) == -40
+
+
+def test_network_row_codes_near_the_entropy():
+    torch.manual_seed(0)
+    values = torch.round(torch.distributions.Laplace(0.0, 20.0).sample((4000,))).int()
+    stage = EntropyStage(laplace_row(round(math.log(20) * 32), 300))
+    rows = torch.zeros_like(values)
+    data = stage.encode(values, rows)
+    assert torch.equal(stage.decode(data, rows), values)
+    assert 8 * len(data) / values.numel() < math.log2(2 * math.e * 20) + 0.05
+
+
+# ---------------------------------------------------------------- latents
+
+
+def test_wavefront_order_decodes_every_context_first():
+    shapes = [(7, 11), (4, 6), (2, 3)]
+    level, y, x, starts = wavefront_order(shapes)
+    assert level.size == sum(h * w for h, w in shapes) and starts[0] == 0 and starts[-1] == level.size
+    rank = {(int(l), int(a), int(b)): i for i, (l, a, b) in enumerate(zip(level, y, x))}
+    step = {k: int(np.searchsorted(starts, i, side="right")) - 1 for k, i in rank.items()}
+    for (l, a, b), t in step.items():
+        assert t == b + 3 * a
+        for dy, dx in CONTEXT:
+            n = (l, a + dy, b + dx)
+            if n in step:
+                assert step[n] < t
+
+
+def test_latents_round_trip_and_match_the_model_rate():
+    from ncodec.models.inr import InrConfig, InrImageModel
+
+    torch.manual_seed(1)
+    model = InrImageModel(30, 45, InrConfig(levels=3))
+    with torch.no_grad():
+        for p in model.arm.parameters():
+            p.copy_(torch.round(p * 64) / 64)
+    latents = [torch.round(torch.randn(y.shape) * 2).clamp(-31, 31) for y in model.latents]
+    arm = ExactArm(model.arm)
+    data = encode_latents(arm, latents, 31)
+    back = decode_latents(arm, [tuple(y.shape[-2:]) for y in latents], data, 31)
+    assert all(torch.equal(a, b) for a, b in zip(back, latents))
+    with torch.no_grad():
+        estimate = float(model.rate_bits(latents))
+    assert abs(8 * len(data) - estimate) < 0.03 * estimate + 64
+    with pytest.raises(BitstreamError):
+        decode_latents(arm, [tuple(y.shape[-2:]) for y in latents], data[: len(data) // 2], 31)
+
+
+# ---------------------------------------------------------------- the codec
+
+
+def test_round_trip(coded):
+    codec, x, data = coded
+    header = container.read_header(data)
+    assert header.codec == "inr-image" and list(header.substreams) == ["network", "latents"]
+    assert header.meta["iterations"] == 200 and header.meta["quality"] == 7
+    decoded = ncodec.decompress(data)
+    assert decoded.tensor.shape == x.shape
+    mse = float((decoded.tensor - x.float() / 255).pow(2).mean())
+    flat = float((x.float() / 255 - x.float().mean((1, 2), keepdim=True) / 255).pow(2).mean())
+    assert mse < 0.5 * flat  # it learned the image, not a colour
+    assert torch.equal(ncodec.decompress(data).tensor, decoded.tensor)
+    assert codec.last_fit["latent_bits"] > 0 and codec.last_fit["network_bits"] > 0
+
+
+def test_grayscale_and_efforts():
+    assert tuple(EFFORTS) == EFFORT_NAMES
+    codec = InrImageCodec("inr-image-light", 2, "light", progress=False)
+    gray = _small(24, 32)[:1]
+    decoded = ncodec.decompress(codec.compress(gray, effort=20))
+    assert decoded.tensor.shape == (1, 24, 32)
+    with pytest.raises(ValueError, match="effort"):
+        codec.compress(gray, effort="ludicrous")
+    with pytest.raises(ValueError, match="seconds"):
+        codec.compress(gray, seconds=-1)
+
+
+def _forged(data: bytes, **meta) -> bytes:
+    header, chunks = container.unpack(data)
+    new = container.Header(codec=header.codec, fingerprint=header.fingerprint, modality=header.modality,
+                           substreams=header.substreams, meta={**header.meta, **meta})
+    return container.pack(new, chunks)
+
+
+def test_hostile_files_raise_bitstream_errors(coded):
+    _, _, data = coded
+    header, chunks = container.unpack(data)
+    config = dict(header.meta["config"])
+    bad = [
+        _forged(data, config={**config, "levels": 99}),
+        _forged(data, config={**config, "synthesis_hidden": [100000]}),
+        _forged(data, config={**config, "surprise": 1}),
+        _forged(data, config="big"),
+        _forged(data, network={"arm": [5, 0, 3]}),
+        _forged(data, network={k: [30, 0, 3] for k in header.meta["network"]}),
+        _forged(data, format=2),
+        _forged(data, width=header.meta["width"] + 3),
+    ]
+    network, latents = chunks[0]
+    for swap in ([network[: len(network) // 2], latents], [network, latents[:-7]], [latents, network]):
+        bad.append(container.pack(header, [swap]))
+    for forged in bad:
+        with pytest.raises(BitstreamError):
+            ncodec.decompress(forged)
+
+
+def test_decodes_alike_under_other_settings(coded, tmp_path):
+    _, _, data = coded
+    path = tmp_path / "x.ncb"
+    path.write_bytes(data)
+    reference = portability.to_pixels(ncodec.decompress(data).tensor)
+    for setting in sorted(portability.SETTINGS):
+        result = portability.decode_under([path], setting)
+        assert result.failures == 0, result.errors
+        assert result.max_difference([reference]) <= portability.PIXEL_TOLERANCE, setting
+
+
+def test_cli_encode_decode(tmp_path):
+    from PIL import Image
+
+    src = tmp_path / "in.png"
+    Image.fromarray(_small(32, 40).permute(1, 2, 0).numpy()).save(src)
+    run = lambda *a: subprocess.run([sys.executable, "-m", "ncodec", *a], capture_output=True, text=True)  # noqa: E731
+    out = run("encode", str(src), str(tmp_path / "x.ncb"), "--codec", "inr-image", "--effort", "30", "--quality", "3")
+    assert out.returncode == 0, out.stderr
+    out = run("decode", str(tmp_path / "x.ncb"), str(tmp_path / "x.png"))
+    assert out.returncode == 0, out.stderr
+    assert Image.open(tmp_path / "x.png").size == (40, 32)
+    out = run("encode", str(src), str(tmp_path / "y.ncb"), "--effort", "fast")  # the default image codec
+    assert out.returncode != 0 and "--effort is not an option" in out.stderr
+    out = run("encode", str(src), str(tmp_path / "z.ncb"), "--codec", "inr-image", "--effort", "lots")
+    assert out.returncode == 2 and "effort" in out.stderr
