@@ -8,8 +8,10 @@ from pathlib import Path
 import torch
 
 from ncodec.io import read_rgb
-from ncodec.models.inr import CONTEXT, InrConfig, InrImageModel, arm_contexts
-from ncodec.models.inr_fit import fit_image, quantized_latents
+import torch.nn.functional as F
+
+from ncodec.models.inr import CONTEXT, PRESETS, InrConfig, InrImageModel, arm_contexts
+from ncodec.models.inr_fit import _module_groups, fit_image, quantized_latents
 
 PHOTO = sorted((Path(__file__).resolve().parents[1] / "ncodec" / "data" / "images").glob("*.png"))[0]
 
@@ -38,6 +40,66 @@ def test_shapes_for_odd_sizes():
     bits = model.rate_bits([y.round() for y in latents])
     assert torch.isfinite(bits) and bits > 0
     assert 500 < model.macs_per_pixel() < 5000
+
+
+def test_presets_complexity():
+    macs = {name: InrImageModel(512, 512, config).macs_per_pixel() for name, config in PRESETS.items()}
+    assert 1000 <= macs["default"] <= 2000 and 500 <= macs["light"] <= 700
+
+
+def _reference_synthesis(model: InrImageModel, latents: list[torch.Tensor]) -> torch.Tensor:
+    """The model's function written plainly (NCHW, one grid at a time): what a decoder computes."""
+    k = model.config.upsampler_kernel
+    p = k // 4
+    maps = []
+    for level, y in enumerate(latents):
+        for target in range(level - 1, -1, -1):  # x2, cropped to the next finer grid's size
+            up = F.conv_transpose2d(F.pad(y, (p, p, p, p), mode="replicate"), model.upsampler.weight, stride=2,
+                                    padding=k // 2 - 1)
+            h, w = latents[target].shape[-2:]
+            y = up[..., 2 * p: 2 * p + h, 2 * p: 2 * p + w]
+        maps.append(y)
+    x = torch.cat(maps, 1)
+    for i, layer in enumerate(model.synthesis):
+        x = F.conv2d(x, layer.weight[:, :, None, None], layer.bias)
+        x = F.relu(x) if i < len(model.synthesis) - 1 else x
+    for i, conv in enumerate(model.residual):
+        x = x + conv(x)
+        x = F.relu(x) if i < len(model.residual) - 1 else x
+    return x
+
+
+def test_synthesis_matches_a_plain_reference_and_bf16_is_close():
+    torch.manual_seed(1)
+    model = InrImageModel(37, 53, InrConfig(levels=4))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    latents = [torch.randint(-3, 4, y.shape).float() for y in model.latents]
+    with torch.no_grad():
+        fast, ref = model.synthesize(latents), _reference_synthesis(model, latents)
+        half = model.synthesize(latents, bf16=True)
+    assert fast.shape == ref.shape == (1, 3, 37, 53)
+    assert torch.allclose(fast, ref, atol=1e-5)
+    assert (half - fast).abs().max() < 0.05 * fast.abs().max() and not torch.equal(half, fast)
+
+
+def test_context_gradient_matches_autograd():
+    grids = [torch.randn(1, 1, h, w, dtype=torch.float64, requires_grad=True) for h, w in ((7, 11), (4, 6), (1, 2))]
+    assert torch.autograd.gradcheck(lambda *g: arm_contexts(g[0]), grids[:1])
+    from ncodec.models.inr import _Contexts
+
+    assert torch.autograd.gradcheck(lambda *g: _Contexts.apply(*g), grids)
+    assert torch.equal(_Contexts.apply(*grids), torch.cat([arm_contexts(g) for g in grids]))
+
+
+def test_parameter_groups_cover_the_network_once():
+    model = InrImageModel(16, 16, PRESETS["default"])
+    grouped = [id(p) for module in _module_groups(model).values() for p in module.parameters()]
+    latents = {id(p) for p in model.latents}
+    network = [id(p) for p in model.parameters() if id(p) not in latents]
+    assert sorted(grouped) == sorted(network) and len(set(grouped)) == len(grouped)
+    assert _module_groups(model)["arm"] is model.arm
 
 
 def test_fit_learns_a_real_image():

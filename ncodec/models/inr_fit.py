@@ -60,14 +60,15 @@ def _proxy(y: Tensor, phase: str, r: int, progress: float = 0.0) -> Tensor:
 def fit_image(image: Tensor, lam: float, *, config: InrConfig = InrConfig(), iterations: int = 1000,
               max_seconds: float | None = None, lr: float = 1e-2, noise_fraction: float = 0.8,
               seed: int = 0, progress: bool = False, log_every: int = 100, device: str | torch.device = "cpu",
-              bf16: bool | None = None) -> FitResult:
+              bf16: bool | None = None, latent_lr: float | None = None) -> FitResult:
     """Fit a model to ``image`` (float ``[3, H, W]`` in [0, 1]) at rate-distortion weight ``lam``.
 
     ``iterations`` (or, if it runs out first, ``max_seconds`` of wall time, the noise phase
-    then ending at ``noise_fraction`` of the time) with Adam at ``lr``, cosine-decayed, on
-    ``device``. ``bf16`` runs the synthesis's 1x1 layers and the ARM in bfloat16 during the fit
-    (about 2x faster on CPUs with bfloat16 units; default: on for CPUs that have them, off
-    elsewhere); the result is always evaluated in float32. The model comes back on the CPU.
+    then ending at ``noise_fraction`` of the time) with Adam at ``lr`` (``latent_lr``, if
+    given, for the latents), cosine-decayed, on ``device``. ``bf16`` runs the synthesis's 1x1
+    layers and the ARM in bfloat16 during the fit (about 2x faster on CPUs with bfloat16 units;
+    default: on for CPUs that have them, off elsewhere); the result is always evaluated in
+    float32. The model comes back on the CPU.
     """
     torch.manual_seed(seed)
     device = torch.device(device)
@@ -77,7 +78,10 @@ def fit_image(image: Tensor, lam: float, *, config: InrConfig = InrConfig(), ite
     _, _, h, w = x.shape
     model = InrImageModel(h, w, config).to(device)
     r = config.latent_range
-    opt = torch.optim.Adam(model.parameters(), lr=lr, **_adam_options(device))
+    latent_ids = {id(p) for p in model.latents}
+    groups = [{"params": list(model.latents), "base_lr": lr if latent_lr is None else latent_lr},
+              {"params": [p for p in model.parameters() if id(p) not in latent_ids], "base_lr": lr}]
+    opt = torch.optim.Adam(groups, lr=lr, **_adam_options(device))
     start = time.perf_counter()
     log: list[dict] = []
     bar = None
@@ -95,7 +99,7 @@ def fit_image(image: Tensor, lam: float, *, config: InrConfig = InrConfig(), ite
         phase = "noise" if progress_frac < noise_fraction else "round"
         for group in opt.param_groups:
             scale = 1.0 if phase == "noise" else 0.1
-            group["lr"] = lr * scale * 0.5 * (1 + math.cos(math.pi * progress_frac))
+            group["lr"] = group["base_lr"] * scale * 0.5 * (1 + math.cos(math.pi * progress_frac))
         flat = _proxy(torch.cat([y.reshape(-1) for y in model.latents]), phase, r, progress_frac)
         latents = [v.view(y.shape) for v, y in zip(flat.split(sizes), model.latents)]
         x_hat = model.synthesize(latents, bf16=bf16)
