@@ -133,3 +133,16 @@ def test_weight_bits_are_derived_from_integers_only():
     assert bits == exact.weight_bits(conv.weight.double(), conv.bias.double())
     with pytest.raises(ValueError, match="too large"):
         exact.weight_bits(torch.full((1, 4096), 1e12), None)
+
+
+def test_linear_numpy_path_gives_the_same_integers():
+    """ExactLinear.forward_numpy (decoders' per-step path) equals forward, for every activation."""
+    import numpy as np
+
+    from ncodec.models.exact import ExactLinear, to_fixed
+
+    torch.manual_seed(0)
+    for slope in (None, 0.0, 0.1):
+        layer = ExactLinear.from_float(torch.randn(7, 16), torch.randn(7), slope=slope)
+        x = to_fixed(torch.randn(500, 16) * 100)
+        assert np.array_equal(layer(x).numpy(), layer.forward_numpy(x.numpy())), slope

@@ -198,3 +198,19 @@ def test_cli_encode_decode(tmp_path):
     assert out.returncode != 0 and "--effort is not an option" in out.stderr
     out = run("encode", str(src), str(tmp_path / "z.ncb"), "--codec", "inr-image", "--effort", "lots")
     assert out.returncode == 2 and "effort" in out.stderr
+
+
+def test_eval_passes_the_effort(tmp_path):
+    from PIL import Image
+
+    from ncodec.eval import core
+
+    Image.fromarray(_small(32, 40).permute(1, 2, 0).numpy()).save(tmp_path / "a.png")
+    results = core.evaluate("image", [tmp_path / "a.png"], ["inr-image-light"], [2], ["webp"], [50],
+                            progress=False, encode_options={"effort": 25})
+    curve = results.curves[0]
+    assert curve.key == "inr-image-light" and "effort 25" in curve.description
+    assert len(curve.records) == 1 and curve.records[0].bpp > 0
+    with pytest.raises(ValueError, match="takes no 'effort'"):
+        core.evaluate("image", [tmp_path / "a.png"], ["elic-gdn-vr"], [1], [], progress=False,
+                      encode_options={"effort": 25})

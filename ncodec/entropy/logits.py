@@ -91,8 +91,9 @@ def logits_to_cdfs(logits: TensorLike, fraction_bits: int = 16) -> Tensor:
     total = mass.sum(-1, keepdims=True)  # >= 2^24 (the top symbol) and <= K * 2^24: no overflow below
     regular = (1 << _coder.PRECISION) - 1
     freq = 1 + mass * (regular - k) // total
-    top = mass.argmax(-1)[..., None]  # first maximum: the same on every machine
-    np.put_along_axis(freq, top, np.take_along_axis(freq, top, -1) + regular - freq.sum(-1, keepdims=True), -1)
+    top = mass.argmax(-1).reshape(-1)  # first maximum: the same on every machine
+    flat = freq.reshape(-1, k)  # a view: one row per symbol
+    flat[np.arange(flat.shape[0]), top] += regular - flat.sum(-1)
     cdf = np.zeros(x.shape[:-1] + (k + 2,), dtype=np.int64)
     np.cumsum(freq, -1, out=cdf[..., 1:k + 1])
     cdf[..., k + 1] = 1 << _coder.PRECISION
@@ -195,9 +196,9 @@ def laplace_logits(mu: TensorLike, log_scale: TensorLike, low: int, high: int, f
     inside = (nearest >= low) & (nearest <= high)
     offset = (np.abs((nearest << f) - m) * _CENTRE_STEPS + (1 << (f - 1))) >> f  # 0 .. 32
     centre = _centre_logits(idx, np.minimum(offset, _CENTRE_STEPS // 2))
-    column = np.clip(nearest - low, 0, high - low)[..., None]
-    np.put_along_axis(logits, column, np.where(inside[..., None], centre[..., None],
-                                               np.take_along_axis(logits, column, -1)), -1)
+    flat = logits.reshape(-1, logits.shape[-1])  # a view: rows of symbols
+    rows = np.flatnonzero(inside)
+    flat[rows, (nearest.reshape(-1) - low)[rows]] = centre.reshape(-1)[rows]
     if fraction_bits != f:
         shift = f - int(fraction_bits)
         logits = (logits >> shift) if shift > 0 else (logits << -shift)

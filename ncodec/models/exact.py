@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from typing import Iterable, Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -141,6 +142,7 @@ class ExactLinear(nn.Module):
         self.register_buffer("bias", bias.to(torch.float64), persistent=False)
         self.bits = int(bits)
         self.slope_int = None if slope is None else float(round(slope * 2**SLOPE_BITS))
+        self._numpy: Optional[tuple[np.ndarray, np.ndarray]] = None
 
     @classmethod
     def from_float(cls, weight: Tensor, bias: Tensor, slope: Optional[float] = None) -> "ExactLinear":
@@ -156,6 +158,24 @@ class ExactLinear(nn.Module):
             raise TypeError("exact layers take fixed-point float64 tensors (see to_fixed)")
         out = torch.addmm(self.bias, clamp_fixed(x), self.weight_t)
         return _activate(rescale(out, self.bits), self.slope_int)
+
+    def forward_numpy(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`forward` on a float64 numpy array ``[m, in]``, with the same integers out: for
+        decoders that call a small layer thousands of times on a few rows, where torch's
+        per-call overhead outweighs the arithmetic."""
+        if x.dtype != np.float64:
+            raise TypeError("exact layers take fixed-point float64 arrays (see to_fixed)")
+        if self._numpy is None:
+            self._numpy = (self.weight_t.cpu().numpy(), self.bias.cpu().numpy())
+        weight_t, bias = self._numpy
+        limit = ACTIVATION_LIMIT
+        out = np.floor((np.clip(x, -limit, limit) @ weight_t + bias) * float(2.0**-self.bits) + 0.5)
+        if self.slope_int is None:
+            return out
+        if self.slope_int == 0:
+            return np.maximum(out, 0.0, out=out)
+        out = np.clip(out, -limit, limit)
+        return np.where(out >= 0, out, np.floor(out * self.slope_int * float(2.0**-SLOPE_BITS) + 0.5))
 
 
 class ExactConv2d(nn.Module):

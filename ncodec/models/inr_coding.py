@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from ncodec.entropy.logits import LOG_SCALE_MIN, STEPS_PER_NAT, LogitStage, laplace_logits, laplace_row
 from ncodec.entropy.stage import CdfTable, EntropyStage
 from ncodec.errors import BitstreamError
-from ncodec.models.exact import FRACTION_BITS, ExactLinear, to_fixed
+from ncodec.models.exact import FRACTION_BITS, ExactLinear
 from ncodec.models.inr import _PAD_LEFT, _PAD_RIGHT, _PAD_TOP, CONTEXT, arm_contexts
 
 __all__ = ["ExactArm", "GroupCoding", "MAX_HALF", "choose_coding", "decode_latents", "decode_network", "encode_latents",
@@ -67,13 +67,19 @@ class ExactArm(nn.Module):
 
     @torch.no_grad()
     def forward(self, contexts: Tensor) -> tuple[Tensor, Tensor]:
-        x = to_fixed(contexts.detach().cpu())
+        mu, log_scale = self.parameters_of(contexts.detach().cpu().numpy())
+        return torch.from_numpy(mu), torch.from_numpy(log_scale)
+
+    def parameters_of(self, contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`forward` on integer contexts as a numpy array (int64 ``mu``, ``log_scale``):
+        the decoder's per-step call, without torch's per-call overhead."""
+        x = contexts.astype(np.float64) * float(1 << FRACTION_BITS)  # to fixed point: exact
         for layer in self.layers:
-            x = layer(x)
-        mu = x[:, 0].to(torch.int64)
+            x = layer.forward_numpy(x)
+        mu = x[:, 0].astype(np.int64)
         shift = FRACTION_BITS - 5  # 2^5 = STEPS_PER_NAT
-        log_scale = torch.floor(x[:, 1] * float(2.0**-shift) + 0.5).to(torch.int64)
-        return mu, log_scale.clamp(-3 * STEPS_PER_NAT, _ARM_LOG_SCALE_MAX)
+        log_scale = np.floor(x[:, 1] * float(2.0**-shift) + 0.5).astype(np.int64)
+        return mu, np.clip(log_scale, -3 * STEPS_PER_NAT, _ARM_LOG_SCALE_MAX)
 
 
 def wavefront_order(shapes: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -149,7 +155,7 @@ def decode_latents(arm: ExactArm, shapes: Sequence[tuple[int, int]], data: bytes
     for t in range(len(starts) - 1):
         at = position[starts[t]:starts[t + 1]]
         contexts = buffer[at[:, None] + offsets[level[starts[t]:starts[t + 1]]]]
-        mu, log_scale = arm(torch.from_numpy(contexts))
+        mu, log_scale = arm.parameters_of(contexts)
         symbols = reader.read(laplace_logits(mu, log_scale, -latent_range, latent_range))
         buffer[at] = symbols.numpy().astype(np.int64) - latent_range
     reader.finish()
