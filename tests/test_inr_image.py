@@ -214,3 +214,13 @@ def test_eval_passes_the_effort(tmp_path):
     with pytest.raises(ValueError, match="takes no 'effort'"):
         core.evaluate("image", [tmp_path / "a.png"], ["elic-gdn-vr"], [1], [], progress=False,
                       encode_options={"effort": 25})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fits_on_cuda_and_decodes_on_the_cpu():
+    codec = InrImageCodec("inr-image", 7, device="cuda", progress=False)
+    x = _small()
+    data = codec.compress(x, effort=200)
+    decoded = ncodec.decompress(data).tensor
+    assert decoded.shape == x.shape and decoded.device.type == "cpu"
+    assert float((decoded - x.float() / 255).pow(2).mean()) < 0.02
