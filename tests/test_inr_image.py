@@ -22,7 +22,7 @@ from ncodec.entropy.stage import EntropyStage
 from ncodec.errors import BitstreamError
 from ncodec.eval import portability
 from ncodec.io import read_rgb
-from ncodec.models.inr import CONTEXT
+from ncodec.models.inr import CONTEXT, InrConfig
 from ncodec.models.inr_coding import ExactArm, decode_latents, encode_latents, wavefront_order
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,14 +153,15 @@ def _forged(data: bytes, **meta) -> bytes:
 def test_hostile_files_raise_bitstream_errors(coded):
     _, _, data = coded
     header, chunks = container.unpack(data)
-    config = dict(header.meta["config"])
+    config = list(header.meta["config"])
+    levels = [f.name for f in __import__("dataclasses").fields(InrConfig)].index("levels")
     bad = [
-        _forged(data, config={**config, "levels": 99}),
-        _forged(data, config={**config, "synthesis_hidden": [100000]}),
-        _forged(data, config={**config, "surprise": 1}),
+        _forged(data, config=config[:levels] + [99] + config[levels + 1:]),
+        _forged(data, config=[[100000] if isinstance(v, list) else v for v in config]),
+        _forged(data, config=config + [1]),
         _forged(data, config="big"),
-        _forged(data, network={"arm": [5, 0, 3]}),
-        _forged(data, network={k: [30, 0, 3] for k in header.meta["network"]}),
+        _forged(data, network=[[5, 0, 3]]),
+        _forged(data, network=[[30, 0, 3]] * len(header.meta["network"])),
         _forged(data, format=2),
         _forged(data, width=header.meta["width"] + 3),
     ]

@@ -49,21 +49,22 @@ _MAX_WIDTH, _MAX_LEVELS, _MAX_PARAMETERS = 256, 16, 1 << 20
 
 
 def config_from_meta(obj: Any) -> InrConfig:
-    """The :class:`InrConfig` a file's ``meta["config"]`` describes.
+    """The :class:`InrConfig` a file's ``meta["config"]`` describes: the values of InrConfig's
+    fields in their declaration order (a compact list: every byte of the header counts at
+    these rates).
 
     Raises:
-        ncodec.BitstreamError: not an object of exactly InrConfig's fields, each of its
-            default's type (tuples as lists of ints) and within bounds.
+        ncodec.BitstreamError: not a list of one value per field, each of its default's type
+            (tuples as lists of ints) and within bounds.
     """
-    if not isinstance(obj, dict):
-        raise BitstreamError("inr-image file has no model config object")
-    fields = {f.name: f for f in dataclasses.fields(InrConfig)}
-    if set(obj) != set(fields):
-        raise BitstreamError(f"inr-image model config has fields {sorted(obj)}, expected {sorted(fields)}")
+    fields = dataclasses.fields(InrConfig)
+    if not isinstance(obj, list) or len(obj) != len(fields):
+        raise BitstreamError(f"inr-image model config must list {len(fields)} values "
+                             f"({', '.join(f.name for f in fields)})")
     values = {}
     defaults = InrConfig()
-    for name, value in obj.items():
-        default = getattr(defaults, name)
+    for field, value in zip(fields, obj):
+        default = getattr(defaults, field.name)
         if isinstance(default, tuple):
             ok = isinstance(value, list) and len(value) <= 8 and all(
                 type(v) is int and 1 <= v <= _MAX_WIDTH for v in value)
@@ -78,16 +79,16 @@ def config_from_meta(obj: Any) -> InrConfig:
         else:
             ok = type(value) is type(default)
         if not ok:
-            raise BitstreamError(f"inr-image model config field {name!r} has an invalid value {value!r}")
-        values[name] = value
+            raise BitstreamError(f"inr-image model config field {field.name!r} has an invalid value {value!r}")
+        values[field.name] = value
     config = InrConfig(**values)
     if not 1 <= config.levels <= _MAX_LEVELS or config.latent_range != defaults.latent_range:
         raise BitstreamError("inr-image model config has an unsupported number of levels or latent range")
     return config
 
 
-def _config_to_meta(config: InrConfig) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+def _config_to_meta(config: InrConfig) -> list:
+    return [list(v) if isinstance(v, tuple) else v for v in dataclasses.astuple(config)]
 
 
 class InrImageCodec(ImageFiles, Codec):
@@ -190,10 +191,8 @@ class InrImageCodec(ImageFiles, Codec):
                          "latent_bits": 8 * len(coded), "log": fit.log}
         header = container.Header(
             codec=self.name, fingerprint=self.fingerprint, modality="image", substreams=SUBSTREAMS,
-            meta={"format": INR_FORMAT, "width": w, "height": h, "channels": channels, "bit_depth": 8,
-                  "color": "gray" if channels == 1 else "rgb", "quality": self.quality,
-                  "config": _config_to_meta(self.config),
-                  "network": {name: c.as_list() for name, c in zip(groups, codings)},
+            meta={"format": INR_FORMAT, "width": w, "height": h, "channels": channels, "quality": self.quality,
+                  "config": _config_to_meta(self.config), "network": [c.as_list() for c in codings],
                   "iterations": fit.iterations})
         return container.pack(header, [[network, coded]])
 
@@ -242,11 +241,10 @@ class InrImageCodec(ImageFiles, Codec):
 
 
 def _codings_from_meta(obj: Any, names: list[str]) -> list[inr_coding.GroupCoding]:
-    if not isinstance(obj, dict) or set(obj) != set(names):
-        raise BitstreamError(f"inr-image network coding must name the groups {names}")
+    if not isinstance(obj, list) or len(obj) != len(names):
+        raise BitstreamError(f"inr-image network coding must list one coding per group {names}")
     out = []
-    for name in names:
-        v = obj[name]
+    for name, v in zip(names, obj):
         if not (isinstance(v, list) and len(v) == 3 and all(type(i) is int for i in v)
                 and 0 <= v[0] <= 24 and -512 <= v[1] <= 512 and 1 <= v[2] <= inr_coding.MAX_HALF):
             raise BitstreamError(f"inr-image network coding of {name!r} is invalid: {v!r}")
