@@ -56,6 +56,16 @@ def test_shapes_for_odd_sizes():
 def test_presets_complexity():
     macs = {name: InrImageModel(512, 512, config).macs_per_pixel() for name, config in PRESETS.items()}
     assert 1000 <= macs["default"] <= 2000 and 500 <= macs["light"] <= 700
+    with pytest.raises(ValueError):
+        InrImageModel(8, 8, InrConfig(upsampler_kernel=5))
+
+
+def test_bilinear_start():
+    """Initialised upsampler and a constant grid: every level's map stays that constant."""
+    for kernel in (4, 6, 8):
+        model = InrImageModel(20, 28, InrConfig(levels=3, upsampler_kernel=kernel))
+        maps = model.upsample([torch.full_like(y, 2.0) for y in model.latents])
+        assert torch.allclose(maps, torch.full_like(maps, 2.0), atol=1e-5)
 
 
 def _reference_synthesis(model: InrImageModel, latents: list[torch.Tensor]) -> torch.Tensor:
@@ -80,9 +90,10 @@ def _reference_synthesis(model: InrImageModel, latents: list[torch.Tensor]) -> t
     return x
 
 
-def test_synthesis_matches_a_plain_reference_and_bf16_is_close():
+@pytest.mark.parametrize("kernel", [4, 6, 8])
+def test_synthesis_matches_a_plain_reference_and_bf16_is_close(kernel):
     torch.manual_seed(1)
-    model = InrImageModel(37, 53, InrConfig(levels=4))
+    model = InrImageModel(37, 53, InrConfig(levels=4, upsampler_kernel=kernel))
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.1 * torch.randn_like(p))
