@@ -6,7 +6,11 @@ synthesis) to the power-of-two step that minimises the same loss with the networ
 (Laplace-coded through :mod:`ncodec.entropy.laplace`) counted.
 Two phases, as Cool-chic and C3 do: first the latents get additive uniform noise (a smooth
 proxy of rounding), then they are rounded with a straight-through gradient, at a lower
-learning rate, so that the model ends fitted to the values it will store.
+learning rate, so that the model ends fitted to the values it will store. The latents learn
+at a larger rate than the network (``latent_lr`` 6e-2 against ``lr`` 1e-2).
+
+Speed (CID22 val photo 512x512, 1 thread, busy 2-core VM): ~150-180 ms per iteration for
+the default preset, ~135 for the light one (the first version of this fit: ~315-435).
 """
 
 from __future__ import annotations
