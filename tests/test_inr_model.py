@@ -162,3 +162,17 @@ def test_network_quantisation_picks_steps_and_counts_bits(one_thread):
     # more spread costs more bits; the bits are those of a real coded substream
     small, large = torch.randint(-2, 3, (500,)), torch.randint(-200, 201, (500,))
     assert 8 <= parameter_bits(small) < parameter_bits(large)
+
+
+def test_synthesis_in_bands_is_the_same_function():
+    """A decoder synthesises bands of rows (bounded memory): the same image as all at once."""
+    torch.manual_seed(3)
+    model = InrImageModel(37, 29, InrConfig(levels=4))
+    with torch.no_grad():
+        for conv in model.residual:
+            conv.weight.normal_(0, 0.3)
+            conv.bias.normal_(0, 0.1)
+        latents = [torch.round(torch.randn(y.shape) * 3) for y in model.latents]
+        whole = model.synthesize(latents)
+        for rows in (1, 5, 16, 36):
+            assert torch.allclose(model.synthesize(latents, band_rows=rows), whole, atol=1e-5), rows

@@ -46,6 +46,7 @@ DEFAULT_EFFORT = "medium"
 SUBSTREAMS = ("network", "latents")
 # Bounds on what a file may ask the decoder to build (hostile files): widths, depths, parameters.
 _MAX_WIDTH, _MAX_LEVELS, _MAX_PARAMETERS = 256, 16, 1 << 20
+_BAND_BYTES = 1 << 26
 
 
 def config_from_meta(obj: Any) -> InrConfig:
@@ -233,7 +234,9 @@ class InrImageCodec(ImageFiles, Codec):
                 raise BitstreamError(f"inr-image ARM parameters out of range: {exc}") from None
             shapes = [tuple(y.shape[-2:]) for y in model.latents]
             latents = inr_coding.decode_latents(arm, shapes, latent_data, config.latent_range)
-            x_hat = model.synthesize(latents)
+            # Hidden activations of one band at a time: about 64 MB whatever the image size.
+            hidden = max(config.synthesis_hidden, default=3)
+            x_hat = model.synthesize(latents, band_rows=max(1, _BAND_BYTES // (4 * hidden * w)))
         if not bool(torch.isfinite(x_hat).all()):
             raise BitstreamError("decoded image is not finite: a forged or foreign inr-image file")
         x_hat = x_hat[0].clamp(0, 1)

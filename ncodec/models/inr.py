@@ -198,15 +198,34 @@ class InrImageModel(nn.Module):
             y = torch.cat([latents[level], self._up2(y)[..., :h, :w]], 1)
         return y.contiguous(memory_format=torch.channels_last)
 
-    def synthesize(self, latents: list[Tensor], *, bf16: bool = False) -> Tensor:
+    def synthesize(self, latents: list[Tensor], *, bf16: bool = False, band_rows: int | None = None) -> Tensor:
         """RGB ``[1, 3, H, W]`` (not clamped) of the (quantised) latents.
 
         The 1x1 layers run as matrix products over ``[pixels, channels]`` and the 3x3 residuals
         in channels-last layout (both much faster on CPUs than NCHW). ``bf16`` runs the 1x1
         layers in bfloat16 (a training speed-up: the same function up to bfloat16 rounding);
-        a decoder calls it with the default ``False``."""
+        a decoder calls it with the default ``False``.
+
+        ``band_rows``: synthesise bands of that many rows at a time (a decoder's bounded
+        memory: the hidden layers' ``4 * width`` bytes per pixel exist for one band only; the
+        upsampled grids, ``4 * levels`` bytes per pixel, and the output stay whole). Each band
+        carries ``residual_layers`` rows of context on either side, so the result is the same
+        function (equal up to float rounding)."""
         u = self.upsample(latents)
-        h, w = self.height, self.width
+        if band_rows is None or band_rows >= self.height:
+            return self._synthesize_rows(u, bf16)
+        halo = len(self.residual)
+        out = u.new_empty(1, 3, self.height, self.width).contiguous(memory_format=torch.channels_last)
+        for r0 in range(0, self.height, band_rows):
+            r1 = min(self.height, r0 + band_rows)
+            a, b = max(0, r0 - halo), min(self.height, r1 + halo)
+            # Zero padding at a band's cut edges corrupts at most `halo` rows there: dropped.
+            out[..., r0:r1, :] = self._synthesize_rows(u[..., a:b, :], bf16)[..., r0 - a: r1 - a, :]
+        return out
+
+    def _synthesize_rows(self, u: Tensor, bf16: bool) -> Tensor:
+        """:meth:`synthesize` of upsampled grids ``u [1, levels, h, W]`` (all or some rows)."""
+        h, w = u.shape[-2:]
         last = len(self.synthesis) - 1
         if bf16:  # [pixels, channels] (fast in bfloat16, slow in float32)
             x = u.permute(0, 2, 3, 1).reshape(h * w, u.shape[1])

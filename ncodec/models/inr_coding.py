@@ -85,23 +85,28 @@ class ExactArm(nn.Module):
 def wavefront_order(shapes: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The coding order of the latents of grids ``shapes`` (``[(h, w)]``, finest first).
 
-    Returns ``(level, y, x, starts)``: int64 arrays over all latents in coding order, and the
+    Returns ``(level, y, x, starts)``: int32 arrays over all latents in coding order, and the
     index where each wavefront step begins (``starts[t] .. starts[t + 1]``, one more entry than
-    steps).
+    steps). Grids up to 2^16 rows and 16 levels.
     """
-    levels, ys, xs, steps = [], [], [], []
+    # One int64 sort key per latent: step (< 2^18), level (< 2^4), row (< 2^16). Building
+    # it level by level and sorting it alone keeps the peak near three arrays of n int64s.
+    keys = []
     for level, (h, w) in enumerate(shapes):
         y, x = np.divmod(np.arange(h * w, dtype=np.int64), w)
-        levels.append(np.full(h * w, level, dtype=np.int64))
-        ys.append(y)
-        xs.append(x)
-        steps.append(x + 3 * y)
-    level, y, x, step = (np.concatenate(a) for a in (levels, ys, xs, steps))
-    order = np.lexsort((y, level, step))  # by step, then level, then row
-    step = step[order]
+        keys.append(((x + 3 * y) << 20) | (level << 16) | y)
+        del y, x
+    key = np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
+    del keys
+    key.sort()
+    step = (key >> 20).astype(np.int32)
+    level = ((key >> 16) & 0xF).astype(np.int32)
+    y = (key & 0xFFFF).astype(np.int32)
+    del key
+    x = step - 3 * y
     count = int(step[-1]) + 1 if step.size else 0
     starts = np.searchsorted(step, np.arange(count + 1))
-    return level[order], y[order], x[order], starts
+    return level, y, x, starts
 
 
 def _latent_stage(latent_range: int) -> LogitStage:
