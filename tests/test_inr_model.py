@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from ncodec.io import read_rgb
 from ncodec.models.inr import CONTEXT, PRESETS, InrConfig, InrImageModel, arm_contexts
-from ncodec.models.inr_fit import _module_groups, fit_image, quantized_latents
+from ncodec.models.inr_fit import module_groups, fit_image, quantized_latents
 
 PHOTO = sorted((Path(__file__).resolve().parents[1] / "ncodec" / "data" / "images").glob("*.png"))[0]
 
@@ -123,11 +123,11 @@ def test_context_gradient_matches_autograd():
 
 def test_parameter_groups_cover_the_network_once():
     model = InrImageModel(16, 16, PRESETS["default"])
-    grouped = [id(p) for module in _module_groups(model).values() for p in module.parameters()]
+    grouped = [id(p) for module in module_groups(model).values() for p in module.parameters()]
     latents = {id(p) for p in model.latents}
     network = [id(p) for p in model.parameters() if id(p) not in latents]
     assert sorted(grouped) == sorted(network) and len(set(grouped)) == len(grouped)
-    assert _module_groups(model)["arm"] is model.arm
+    assert module_groups(model)["arm"] is model.arm
 
 
 def test_fit_learns_a_real_image(one_thread):

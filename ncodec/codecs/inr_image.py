@@ -32,7 +32,7 @@ from ncodec.codecs.registry import CodecInfo, register
 from ncodec.errors import BitstreamError
 from ncodec.models import inr_coding
 from ncodec.models.inr import PRESETS, InrConfig, InrImageModel
-from ncodec.models.inr_fit import _module_groups, fit_image, quantize_network, quantized_latents
+from ncodec.models.inr_fit import fit_image, module_groups, quantize_network, quantized_latents
 
 __all__ = ["EFFORTS", "INR_FORMAT", "LAMBDAS", "InrImageCodec", "config_from_meta"]
 
@@ -172,14 +172,8 @@ class InrImageCodec(ImageFiles, Codec):
                         progress=progress, device=self.device)
         model = fit.model
         info = quantize_network(model, rgb, self.lam)
-        groups = _module_groups(model)
-        codings = []
-        for name, module in groups.items():
-            step_bits = round(-math.log2(info[name]["step"]))
-            ints = torch.cat([torch.round(p.detach().double() * 2.0**step_bits).reshape(-1)
-                              for p in module.parameters()])
-            codings.append(inr_coding.choose_coding(step_bits, ints))
-        network = inr_coding.encode_network(list(groups.values()), codings)
+        groups = module_groups(model)
+        network, codings = inr_coding.encode_network(list(groups.values()), [info[n]["step_bits"] for n in groups])
         latents = quantized_latents(model)
         arm = inr_coding.ExactArm(model.arm)
         r = self.config.latent_range
@@ -221,7 +215,7 @@ class InrImageCodec(ImageFiles, Codec):
             model = InrImageModel(h, w, config)
         except (ValueError, RuntimeError) as exc:
             raise BitstreamError(f"inr-image model config cannot be built: {exc}") from None
-        groups = _module_groups(model)
+        groups = module_groups(model)
         if sum(p.numel() for p in model.parameters()) - sum(y.numel() for y in model.latents) > _MAX_PARAMETERS:
             raise BitstreamError("inr-image model config asks for more network parameters than any encoder makes")
         codings = _codings_from_meta(meta["network"], list(groups))

@@ -35,7 +35,7 @@ from ncodec.models.exact import FRACTION_BITS, ExactLinear
 from ncodec.models.inr import _PAD_LEFT, _PAD_RIGHT, _PAD_TOP, CONTEXT, arm_contexts
 
 __all__ = ["ExactArm", "GroupCoding", "MAX_HALF", "choose_coding", "decode_latents", "decode_network", "encode_latents",
-           "encode_network", "wavefront_order"]
+           "encode_network", "group_bits", "group_ints", "wavefront_order"]
 
 # Largest log-scale index the ARM may give: its training clamps log b to 3.9 (3.9 * 32 = 124.8).
 _ARM_LOG_SCALE_MAX = 125
@@ -209,26 +209,33 @@ def choose_coding(step_bits: int, ints: Tensor) -> GroupCoding:
     return GroupCoding(int(step_bits), log_scale, int(min(max(1, min(worth, peak)), MAX_HALF)))
 
 
-def _flat_ints(modules: Sequence[nn.Module], codings: Sequence[GroupCoding]) -> tuple[Tensor, Tensor]:
-    ints, rows = [], []
-    for row, (module, coding) in enumerate(zip(modules, codings)):
-        for p in module.parameters():
-            q = torch.round(p.detach().cpu().double() * float(2**coding.step_bits)).reshape(-1)
-            ints.append(q)
-            rows.append(torch.full_like(q, row))
-    return torch.cat(ints).to(torch.int64), torch.cat(rows).to(torch.int32)
+def group_ints(module: nn.Module, step_bits: int) -> Tensor:
+    """The integers ``q`` of a group whose parameters are multiples of ``2^-step_bits``: int64
+    ``[n]`` in ``parameters()`` order (``ValueError`` if some parameter is not a moderate
+    multiple)."""
+    values = [p.detach().cpu().double().reshape(-1) * float(2**step_bits) for p in module.parameters()]
+    scaled = torch.cat(values) if values else torch.zeros(0, dtype=torch.float64)
+    if not torch.equal(scaled, scaled.round()) or (scaled.numel() and float(scaled.abs().max()) >= 2**30):
+        raise ValueError("network parameters must be (moderate) multiples of their group's step")
+    return scaled.to(torch.int64)
 
 
-def encode_network(modules: Sequence[nn.Module], codings: Sequence[GroupCoding]) -> bytes:
+def group_bits(ints: Tensor) -> int:
+    """Bits of one group's integers coded alone with the row :func:`choose_coding` picks (as
+    a file codes them; stream header included): what a step choice costs."""
+    ints = ints.reshape(-1).to(torch.int64)
+    coding = choose_coding(0, ints)
+    stage = EntropyStage(laplace_row(coding.log_scale, coding.half))
+    return 8 * len(stage.encode(ints.to(torch.int32), torch.zeros(ints.numel(), dtype=torch.int32)))
+
+
+def encode_network(modules: Sequence[nn.Module], step_bits: Sequence[int]) -> tuple[bytes, list[GroupCoding]]:
     """One substream of the parameters of ``modules`` (each a group, its parameters multiples
-    of ``2^-step_bits``; ``ValueError`` otherwise), in ``parameters()`` order."""
-    for module, coding in zip(modules, codings):
-        for p in module.parameters():
-            scaled = p.detach().cpu().double() * float(2**coding.step_bits)
-            if not torch.equal(scaled, scaled.round()) or float(scaled.abs().max()) >= 2**30:
-                raise ValueError("network parameters must be (moderate) multiples of their group's step")
-    ints, rows = _flat_ints(modules, codings)
-    return EntropyStage(_group_table(codings)).encode(ints.to(torch.int32), rows)
+    of ``2^-step_bits``), in ``parameters()`` order, and the codings the file's meta records."""
+    ints = [group_ints(module, bits) for module, bits in zip(modules, step_bits)]
+    codings = [choose_coding(bits, q) for bits, q in zip(step_bits, ints)]
+    rows = torch.cat([torch.full((q.numel(),), row, dtype=torch.int32) for row, q in enumerate(ints)])
+    return EntropyStage(_group_table(codings)).encode(torch.cat(ints).to(torch.int32), rows), codings
 
 
 def decode_network(modules: Sequence[nn.Module], codings: Sequence[GroupCoding], data: bytes) -> None:

@@ -3,7 +3,7 @@
 Loss: ``MSE + lam * bpp`` on RGB in [0, 1], ``bpp`` the ARM's rate of the latents per pixel.
 After the fit, :func:`quantize_network` rounds each parameter group (ARM, upsampling,
 synthesis) to the power-of-two step that minimises the same loss with the network's own bits
-(Laplace-coded through :mod:`ncodec.entropy.laplace`) counted.
+(coded as files code them, :mod:`ncodec.models.inr_coding`) counted.
 Two phases, as Cool-chic and C3 do: first the latents get additive uniform noise (a smooth
 proxy of rounding), then they are rounded with a straight-through gradient, at a lower
 learning rate, so that the model ends fitted to the values it will store. The latents learn
@@ -15,7 +15,6 @@ the default preset, ~135 for the light one (the first version of this fit: ~315-
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from torch import Tensor
 
 from ncodec.models.inr import InrConfig, InrImageModel
 
-__all__ = ["FitResult", "PARAMETER_STEPS", "fit_image", "parameter_bits", "quantize_network", "quantized_latents"]
+__all__ = ["FitResult", "PARAMETER_STEPS", "fit_image", "module_groups", "parameter_bits", "quantize_network", "quantized_latents"]
 
 
 @dataclass
@@ -84,7 +83,9 @@ def fit_image(image: Tensor, lam: float, *, config: InrConfig = InrConfig(), ite
     torch.manual_seed(seed)
     device = torch.device(device)
     if bf16 is None:
-        bf16 = device.type == "cpu" and _cpu_has_bf16()
+        from ncodec.models.fast import bf16_supported  # the check the image codecs use
+
+        bf16 = device.type == "cpu" and bf16_supported(device)
     x = image.detach().float().unsqueeze(0).to(device).contiguous(memory_format=torch.channels_last)
     _, _, h, w = x.shape
     model = InrImageModel(h, w, config).to(device)
@@ -132,17 +133,6 @@ def fit_image(image: Tensor, lam: float, *, config: InrConfig = InrConfig(), ite
     return FitResult(model.cpu().eval(), done, time.perf_counter() - start, log)
 
 
-@functools.lru_cache(maxsize=1)
-def _cpu_has_bf16() -> bool:
-    """Whether this CPU computes bfloat16 matrix products natively (AVX512-BF16 or AMX)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def _adam_options(device: torch.device) -> dict:
     """Adam's fused kernel where this torch has it for ``device`` (one kernel for all
     parameters instead of a loop)."""
@@ -160,51 +150,43 @@ PARAMETER_STEPS = tuple(2.0**-k for k in range(3, 13))
 """Quantisation steps tried for a module's parameters (powers of two: exact to apply)."""
 
 
-def _module_groups(model: InrImageModel) -> dict[str, torch.nn.Module]:
+def module_groups(model: InrImageModel) -> dict[str, torch.nn.Module]:
     """The parameter groups that each get their own step: the ARM decides probabilities, the
     rest (upsampling, synthesis) the pixels."""
     return {"arm": model.arm, "upsampler": model.upsampler, "synthesis": torch.nn.ModuleList(
         [*model.synthesis, *model.residual])}
 
 
-module_groups = _module_groups
 
 
 def parameter_bits(values: Tensor) -> float:
-    """Bits of integer ``values`` coded as one substream with the best zero-mean Laplace row
-    (:class:`ncodec.entropy.laplace.LaplaceStage`, scale = mean |value|), stream header included."""
-    stage = _laplace_stage()
-    scale = float(values.abs().double().mean().clamp_min(0.08))
-    rows = stage.indexes(torch.full(values.shape, scale, dtype=torch.float64))
-    return 8.0 * len(stage.encode(values.int(), rows))
+    """Bits of integer ``values`` (one parameter group) as an inr-image file codes them: one
+    exact zero-mean Laplace row for the group (:func:`ncodec.models.inr_coding.group_bits`),
+    stream header included."""
+    from ncodec.models.inr_coding import group_bits
 
-
-@functools.lru_cache(maxsize=1)
-def _laplace_stage():
-    """The default Laplace ladder, built once (its tables take a moment)."""
-    from ncodec.entropy.laplace import LaplaceStage
-
-    return LaplaceStage()
+    return float(group_bits(values))
 
 
 @torch.no_grad()
 def quantize_network(model: InrImageModel, image: Tensor, lam: float) -> dict:
     """Round each parameter group of a fitted ``model`` to multiples of the step of
     :data:`PARAMETER_STEPS` that minimises ``MSE + lam * bpp`` (latents' bits included), in
-    place. Returns ``{group: {"step", "bits"}, "bits": all network bits, "mse": ...}``."""
+    place. Returns ``{group: {"step", "step_bits", "bits"}, "network_bits", "latent_bits", "mse", "bpp"}``
+    (``step = 2^-step_bits``)."""
     x = image.detach().float().unsqueeze(0)
     pixels = x.shape[-2] * x.shape[-1]
     latents = quantized_latents(model)
     latent_bits = float(model.rate_bits(latents))
     chosen: dict = {}
-    for name, module in _module_groups(model).items():
+    for name, module in module_groups(model).items():
         original = [p.detach().clone() for p in module.parameters()]
         best = None
         for step in PARAMETER_STEPS:
             ints = [torch.round(p / step) for p in original]
             for p, q in zip(module.parameters(), ints):
                 p.copy_(q * step)
-            bits = sum(parameter_bits(q.reshape(-1)) for q in ints)
+            bits = parameter_bits(torch.cat([q.reshape(-1) for q in ints]))  # one row per group, as in files
             mse = float((model.synthesize(latents).clamp(0, 1) - x).pow(2).mean())
             rate = latent_bits if name != "arm" else float(model.rate_bits(latents))
             cost = mse + lam * (rate + bits) / pixels
@@ -215,7 +197,7 @@ def quantize_network(model: InrImageModel, image: Tensor, lam: float) -> dict:
             p.copy_(torch.round(q / step) * step)
         if name == "arm":
             latent_bits = rate
-        chosen[name] = {"step": step, "bits": bits}
+        chosen[name] = {"step": step, "step_bits": round(-math.log2(step)), "bits": bits}
     mse = float((model.synthesize(latents).clamp(0, 1) - x).pow(2).mean())
     network_bits = sum(v["bits"] for v in chosen.values())
     return {**chosen, "network_bits": network_bits, "latent_bits": latent_bits, "mse": mse,
