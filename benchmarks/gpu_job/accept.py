@@ -126,9 +126,23 @@ def retrain_context(model: str, shipped: Path) -> None:
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
-def install(candidate: Path, shipped: Path, dst: Path) -> None:
-    """Write the candidate to ``dst`` with the shipped record appended to its ``history``,
-    after keeping the shipped file among the earlier weights (:func:`archive`)."""
+def accepted_record(record: dict, job: dict, verdict: dict, files: int) -> dict:
+    """The candidate's training record completed with what the device run could not know: the
+    data's source (the run saw only the packed copy) and, for images, the validation measured
+    here (``val.q<k>_bpp`` / ``_psnr``: the rate ladder ``ncodec models`` shows)."""
+    record = dict(record, data=f"{job['data']['src']} (packed subset)")
+    if job["data"]["kind"] == "images" and not record.get("val"):
+        new = verdict["candidate"]
+        record["val"] = {f"q{q}_{key}": value for q, (bpp, psnr) in enumerate(zip(new["bpp"], new["psnr"]), 1)
+                         for key, value in (("bpp", bpp), ("psnr", psnr), ("images", files))}
+        record["val_by"] = "benchmarks/gpu_job/accept.py"
+    return record
+
+
+def install(candidate: Path, shipped: Path, dst: Path, complete=lambda record: record) -> None:
+    """Write the candidate to ``dst`` with the shipped record appended to its ``history`` (and
+    ``complete`` applied to its record), after keeping the shipped file among the earlier
+    weights (:func:`archive`)."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
@@ -138,7 +152,7 @@ def install(candidate: Path, shipped: Path, dst: Path) -> None:
     archive(shipped)
     old = json.loads(read_any_metadata(shipped).get("training", "{}"))
     meta = read_any_metadata(candidate)
-    record = json.loads(meta.get("training", "{}"))
+    record = complete(json.loads(meta.get("training", "{}")))
     record["history"] = old.pop("history", []) + [old]
     meta["training"] = json.dumps(record, sort_keys=True)
     with safe_open(str(candidate), framework="pt") as f:
@@ -167,13 +181,16 @@ def main() -> None:
     verdict = compare(job, shipped, candidate, files, args.margin)
     metrics = [json.loads(line) for line in (args.returned / "metrics.jsonl").read_text().splitlines() if line]
     last = metrics[-1] if metrics else {}
+    # The time actually trained (the call may have given less than the packed budget).
+    seconds = max((m["seconds"] for m in metrics if "seconds" in m), default=None)
+    trained = f"{seconds / 60:.1f} min" if seconds is not None else f"{job.get('minutes')} min budget"
     replaced = verdict["better"] and not args.no_replace
     if replaced:
         had_context = context_file(shipped).is_file()
-        install(candidate, shipped, shipped)
+        install(candidate, shipped, shipped, lambda record: accepted_record(record, job, verdict, len(files)))
         if had_context:
             retrain_context(job["model"], shipped)
-    line = (f"| {datetime.date.today()} | {job['model']} | {job.get('minutes')} min, {last.get('step', '?')} steps "
+    line = (f"| {datetime.date.today()} | {job['model']} | {trained}, {last.get('step', '?')} steps "
             f"| {len(files)} files | {json.dumps({k: v for k, v in verdict.items() if k != 'better'})} | "
             f"{'replaced the shipped weights' if replaced else 'kept the shipped weights'} |")
     if not args.no_replace:
