@@ -146,6 +146,19 @@ def test_fit_learns_a_real_image(one_thread):
     assert result.iterations == 150 and result.log[0]["phase"] == "noise" and result.log[-1]["phase"] == "round"
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_fit_starts_at_the_mean_colour(seed):
+    # A random start can put a whole colour channel below 0, where the ReLU after the first
+    # residual stops its gradient for good: every seed must start at the mean colour instead.
+    photo = read_rgb(PHOTO).float() / 255
+    x = torch.nn.functional.interpolate(photo.unsqueeze(0), size=(24, 40), mode="area")[0]
+    model = fit_image(x, 1e-3, iterations=0, seed=seed).model
+    with torch.no_grad():
+        start = model.synthesize([torch.zeros_like(y) for y in model.latents])[0]
+    expected = x.mean((1, 2))[:, None, None].expand_as(start)
+    torch.testing.assert_close(start, expected, atol=1e-5, rtol=0)
+
+
 def test_network_quantisation_picks_steps_and_counts_bits(one_thread):
     from ncodec.models.inr_fit import PARAMETER_STEPS, parameter_bits, quantize_network
 

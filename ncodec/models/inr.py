@@ -1,9 +1,8 @@
 """Overfitted image model (Cool-chic / C3 family): latent grids, upsampling, synthesis, ARM.
 
 Nothing here is pretrained: :class:`InrImageModel` is fitted to one image at encode time
-(:mod:`ncodec.models.inr_fit`), and its parameters and latents are what a file will store.
-(Work in progress for the ``inr-image`` codec: the model and its fit; the bitstream, the exact
-ARM and the codec object come next.)
+(:mod:`ncodec.models.inr_fit`), and its parameters and latents are what a file stores
+(:mod:`ncodec.models.inr_coding`; the codec object: :mod:`ncodec.codecs.inr_image`).
 
 * **Latent grids.** ``levels`` single-channel grids ``y[l]`` of ``ceil(H / 2^l) x ceil(W / 2^l)``
   values (integers once quantised; ``|y| <= latent_range``).
