@@ -46,7 +46,9 @@ def load(name: Optional[str] = None, quality: Optional[int] = None, *, device: s
             ``ncodec train`` (its architecture is read from the file); default: the
             modality's default codec.
         quality: quality level, an int among the codec's qualities; default: its default.
-        device: "cpu" or "cuda" (where the model runs; the bytes are the same).
+        device: "cpu" or "cuda" (where the model runs; a trained codec writes the same bytes
+            on either, an overfitted one's fit may end elsewhere: its file differs, and
+            decodes alike everywhere).
         modality: a registered modality ("image", "audio", ...): the default codec's modality
             when ``name`` is None (default "image"), and a check when ``name`` is given.
         untrained: build a registered architecture that has no trained weights in the
