@@ -7,7 +7,7 @@ synthesis) to the power-of-two step that minimises the same loss with the networ
 Two phases, as Cool-chic and C3 do: first the latents get additive uniform noise (a smooth
 proxy of rounding), then they are rounded with a straight-through gradient, at a lower
 learning rate, so that the model ends fitted to the values it will store. The latents learn
-at a larger rate than the network (``latent_lr`` 6e-2 against ``lr`` 1e-2). The fit starts
+at a larger rate than the network (``latent_lr`` 0.1 against ``lr`` 1e-2). The fit starts
 from the image's mean colour (a random start could leave a colour channel dead: see
 :func:`_start_at_mean_colour`).
 
@@ -65,14 +65,15 @@ def _proxy(y: Tensor, phase: str, r: int, progress: float = 0.0) -> Tensor:
 def fit_image(image: Tensor, lam: float, *, config: InrConfig = InrConfig(), iterations: int = 1000,
               max_seconds: float | None = None, lr: float = 1e-2, noise_fraction: float = 0.8,
               seed: int = 0, progress: bool = False, log_every: int = 100, device: str | torch.device = "cpu",
-              bf16: bool | None = None, latent_lr: float | None = 6e-2) -> FitResult:
+              bf16: bool | None = None, latent_lr: float | None = 0.1) -> FitResult:
     """Fit a model to ``image`` (float ``[3, H, W]`` in [0, 1]) at rate-distortion weight ``lam``.
 
     ``iterations`` (or, if it runs out first, ``max_seconds`` of wall time, the noise phase
     then ending at ``noise_fraction`` of the time) with Adam at ``lr`` for the network and
     ``latent_lr`` (``None``: ``lr``) for the latents, cosine-decayed, on ``device``. (The
     latents want a larger rate than the network: at 1000 iterations on a 512x512 photo,
-    ``latent_lr`` 6e-2 fits ~4 dB better than 1e-2 at about the same rate.) ``bf16`` runs the
+    ``latent_lr`` 6e-2 fits ~4 dB better than 1e-2 at about the same rate, and 0.1 gains another
+    0.15-0.35 dB over 6e-2: PSNR at equal rate, 3 CID22 photos, quality 4.) ``bf16`` runs the
     synthesis's 1x1 layers and the ARM in bfloat16 during the fit (about 2x faster on CPUs with
     bfloat16 units; default: on for CPUs that have them, off elsewhere); the result is always
     evaluated in float32. The model comes back on the CPU.
