@@ -29,6 +29,7 @@ import math
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -139,7 +140,8 @@ def accepted_record(record: dict, job: dict, verdict: dict, files: int) -> dict:
     return record
 
 
-def install(candidate: Path, shipped: Path, dst: Path, complete=lambda record: record) -> None:
+def install(candidate: Path, shipped: Path, dst: Path,
+            complete: Callable[[dict], dict] = lambda record: record) -> None:
     """Write the candidate to ``dst`` with the shipped record appended to its ``history`` (and
     ``complete`` applied to its record), after keeping the shipped file among the earlier
     weights (:func:`archive`)."""

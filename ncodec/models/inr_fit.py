@@ -9,7 +9,7 @@ proxy of rounding), then they are rounded with a straight-through gradient, at a
 learning rate, so that the model ends fitted to the values it will store. The latents learn
 at a larger rate than the network (``latent_lr`` 0.1 against ``lr`` 1e-2). The fit starts
 from the image's mean colour (a random start could leave a colour channel dead: see
-:func:`_start_at_mean_colour`).
+:meth:`InrImageModel.start_at_colour`).
 
 Speed (CID22 val photo 512x512, 1 thread, busy 2-core VM): ~150-180 ms per iteration for
 the default preset, ~135 for the light one (the first version of this fit: ~315-435).
@@ -92,7 +92,7 @@ def fit_image(image: Tensor, lam: float, *, config: InrConfig = InrConfig(), ite
     x = image.detach().float().unsqueeze(0).to(device).contiguous(memory_format=torch.channels_last)
     _, _, h, w = x.shape
     model = InrImageModel(h, w, config).to(device)
-    _start_at_mean_colour(model, x)
+    model.start_at_colour(x.mean(dim=(0, 2, 3)))  # not a random colour: see start_at_colour
     r = config.latent_range
     latent_ids = {id(p) for p in model.latents}
     groups = [{"params": list(model.latents), "base_lr": lr if latent_lr is None else latent_lr},
@@ -137,21 +137,6 @@ def fit_image(image: Tensor, lam: float, *, config: InrConfig = InrConfig(), ite
     return FitResult(model.cpu().eval(), done, time.perf_counter() - start, log)
 
 
-@torch.no_grad()
-def _start_at_mean_colour(model: InrImageModel, x: Tensor) -> None:
-    """Shift the last 1x1 layer's bias so that the initial output (a constant: the latents
-    start at 0) is the image's mean colour. Why: the ReLU after the first 3x3 residual passes
-    no gradient to a channel whose output is negative, and with a random init the constant
-    output of a whole channel can start below 0: that channel then stays dead (on a CID22
-    photo, 2 seeds of 3 ended ~4.5 dB lower)."""
-    # The 1x1 layers' output for latents 0, before the residuals' ReLU (the residuals start
-    # at 0, so it is the whole output once non-negative).
-    start = torch.zeros(model.config.levels, device=x.device)
-    for i, layer in enumerate(model.synthesis):
-        start = layer(start) if i == len(model.synthesis) - 1 else F.relu(layer(start))
-    model.synthesis[-1].bias.add_(x.mean(dim=(0, 2, 3)) - start)
-
-
 def _adam_options(device: torch.device) -> dict:
     """Adam's fused kernel where this torch has it for ``device`` (one kernel for all
     parameters instead of a loop)."""
@@ -174,8 +159,6 @@ def module_groups(model: InrImageModel) -> dict[str, torch.nn.Module]:
     rest (upsampling, synthesis) the pixels."""
     return {"arm": model.arm, "upsampler": model.upsampler, "synthesis": torch.nn.ModuleList(
         [*model.synthesis, *model.residual])}
-
-
 
 
 def parameter_bits(values: Tensor) -> float:
