@@ -12,11 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import ncodec
 from ncodec.argtypes import EFFORT_NAMES
 from ncodec.codecs import container
-from ncodec.codecs.inr_image import EFFORTS, InrImageCodec
+from ncodec.codecs.inr_image import EFFORTS, INR_FORMAT, InrImageCodec, pack_model_head, read_model_head
+from ncodec.codecs.varint import pack_ints, unpack_ints
 from ncodec.entropy.logits import LOG_SCALE_MAX, LOG_SCALE_MIN, LogitStage, laplace_logits, laplace_row
 from ncodec.entropy.stage import EntropyStage
 from ncodec.errors import BitstreamError
@@ -26,6 +28,7 @@ from ncodec.models.inr import CONTEXT, InrConfig
 from ncodec.models.inr_coding import ExactArm, decode_latents, encode_latents, wavefront_order
 
 ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "tests" / "data" / "golden" / "images"
 PHOTO = sorted((ROOT / "ncodec" / "data" / "images").glob("*.png"))[0]
 
 
@@ -121,7 +124,7 @@ def test_round_trip(coded):
     codec, x, data = coded
     header = container.read_header(data)
     assert header.codec == "inr-image" and list(header.substreams) == ["network", "latents"]
-    assert header.meta["iterations"] == 200 and header.meta["quality"] == 7
+    assert header.meta == {"format": INR_FORMAT, "width": 56, "height": 40, "channels": 3, "quality": 7}
     decoded = ncodec.decompress(data)
     assert decoded.tensor.shape == x.shape
     mse = float((decoded.tensor - x.float() / 255).pow(2).mean())
@@ -150,27 +153,85 @@ def _forged(data: bytes, **meta) -> bytes:
     return container.pack(new, chunks)
 
 
+def _with_head(data: bytes, values: list[int]) -> bytes:
+    """``data`` with its network substream's model head replaced by the varints ``values``."""
+    header, chunks = container.unpack(data)
+    network, latents = chunks[0]
+    *_, start = read_model_head(network)
+    return container.pack(header, [[pack_ints(values) + network[start:], latents]])
+
+
+def test_model_head_round_trips(coded):
+    _, _, data = coded
+    network = container.unpack(data)[1][0][0]
+    config, codings, start = read_model_head(network)
+    assert config == InrConfig() and len(codings) == 8 and start < 40  # 8 layers: 3 ARM, upsampler, 2 + 2 synthesis
+    assert pack_model_head(config, codings) == network[:start]
+
+
 def test_hostile_files_raise_bitstream_errors(coded):
     _, _, data = coded
     header, chunks = container.unpack(data)
-    config = list(header.meta["config"])
-    levels = [f.name for f in __import__("dataclasses").fields(InrConfig)].index("levels")
+    network, latents = chunks[0]
+    config, codings, start = read_model_head(network)
+    # the config's 8 varints (levels, 1 hidden layer, its width, arm_hidden, latent_range,
+    # residual_layers, arm_layers, upsampler_kernel), then 3 per layer
+    head = unpack_ints(network[:start], 8 + 3 * len(codings), "head")
     bad = [
-        _forged(data, config=config[:levels] + [99] + config[levels + 1:]),
-        _forged(data, config=[[100000] if isinstance(v, list) else v for v in config]),
-        _forged(data, config=config + [1]),
-        _forged(data, config="big"),
-        _forged(data, network=[[5, 0, 3]]),
-        _forged(data, network=[[30, 0, 3]] * len(header.meta["network"])),
-        _forged(data, format=2),
+        _with_head(data, [99] + head[1:]),  # levels
+        _with_head(data, head[:1] + [1, 100000] + head[3:]),  # a hidden width
+        _with_head(data, head[:1] + [9] + head[2:]),  # hidden layers
+        _with_head(data, head[:-1] + [0]),  # half 0
+        _with_head(data, head[:8] + [30] + head[9:]),  # step_bits 30
+        _with_head(data, head[:-4]),  # a short head
+        container.pack(header, [[network[:start - 1], latents]]),
+        _forged(data, format=3),
+        _forged(data, format=1),  # format 1 keeps its config in the meta
+        _forged(data, config=[7, [48], 16, 31, 2, 2, 8]),  # format 2 does not
         _forged(data, width=header.meta["width"] + 3),
     ]
-    network, latents = chunks[0]
     for swap in ([network[: len(network) // 2], latents], [network, latents[:-7]], [latents, network]):
         bad.append(container.pack(header, [swap]))
     for forged in bad:
         with pytest.raises(BitstreamError):
             ncodec.decompress(forged)
+
+
+def _pinned_pixels_match(path: Path) -> None:
+    pinned = np.asarray(Image.open(path.with_suffix(".png")).convert("RGB")).transpose(2, 0, 1)
+    pixels = portability.to_pixels(ncodec.decompress(path.read_bytes()).tensor)
+    assert pixels.shape == pinned.shape == (3, 48, 64)
+    assert int(np.abs(pixels.astype(np.int16) - pinned.astype(np.int16)).max()) <= portability.PIXEL_TOLERANCE
+
+
+def test_format_2_golden_file_decodes_to_its_pixels():
+    """Files are forever: a format 2 file (a 48x64 crop of a bundled photo, 60 iterations,
+    quality 4) decodes to the pixels its writer decoded (the latents exactly, the float
+    synthesis within the tolerance)."""
+    path = GOLDEN / "inr-image_format2_q4.ncb"
+    assert container.read_header(path.read_bytes()).meta["format"] == INR_FORMAT == 2
+    _pinned_pixels_match(path)
+
+
+def test_format_1_file_still_decodes_and_its_hostile_forms_raise():
+    """A format 1 file (written by ncodec at 42bb84a: three parameter groups, the model in the
+    meta) decodes to the pixels its writer decoded."""
+    path = GOLDEN / "inr-image_format1_q4.ncb"
+    data = path.read_bytes()
+    header = container.read_header(data)
+    assert header.meta["format"] == 1 and "config" in header.meta
+    _pinned_pixels_match(path)
+    config = list(header.meta["config"])
+    for forged in (_forged(data, config=[99] + config[1:]), _forged(data, config=[[100000] if isinstance(v, list)
+                   else v for v in config]), _forged(data, config=config + [1]), _forged(data, config="big"),
+                   _forged(data, network=[[5, 0, 3]]), _forged(data, network=[[30, 0, 3]] * 3)):
+        with pytest.raises(BitstreamError):
+            ncodec.decompress(forged)
+    header_obj, chunks = container.unpack(data)
+    meta = {k: v for k, v in header_obj.meta.items() if k != "config"}
+    with pytest.raises(BitstreamError, match="config"):
+        ncodec.decompress(container.pack(container.Header("inr-image", header_obj.fingerprint, "image",
+                                                          header_obj.substreams, meta), chunks))
 
 
 def test_decodes_alike_under_other_settings(coded, tmp_path):

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 from ncodec.io import read_rgb
 from ncodec.models.inr import CONTEXT, PRESETS, InrConfig, InrImageModel, arm_contexts
-from ncodec.models.inr_fit import module_groups, fit_image, quantized_latents
+from ncodec.models.inr_coding import encode_network
+from ncodec.models.inr_fit import fit_image, module_groups, network_layers, quantized_latents
 
 PHOTO = sorted((Path(__file__).resolve().parents[1] / "ncodec" / "data" / "images").glob("*.png"))[0]
 
@@ -121,13 +122,18 @@ def test_context_gradient_matches_autograd():
     assert torch.equal(_Contexts.apply(*grids), torch.cat([arm_contexts(g) for g in grids]))
 
 
-def test_parameter_groups_cover_the_network_once():
-    model = InrImageModel(16, 16, PRESETS["default"])
-    grouped = [id(p) for module in module_groups(model).values() for p in module.parameters()]
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_parameter_groups_and_layers_cover_the_network_once(preset):
+    model = InrImageModel(16, 16, PRESETS[preset])
     latents = {id(p) for p in model.latents}
     network = [id(p) for p in model.parameters() if id(p) not in latents]
-    assert sorted(grouped) == sorted(network) and len(set(grouped)) == len(grouped)
+    for units in (module_groups(model), network_layers(model)):  # format 1's groups, format 2's layers
+        covered = [id(p) for module in units.values() for p in module.parameters()]
+        assert sorted(covered) == sorted(network) and len(set(covered)) == len(covered)
     assert module_groups(model)["arm"] is model.arm
+    layers = network_layers(model)
+    assert len(layers) == model.config.arm_layers + 1 + 1 + len(model.synthesis) + len(model.residual)
+    assert list(layers)[0] == "arm.0" and layers["upsampler"] is model.upsampler
 
 
 def test_fit_learns_a_real_image(one_thread):
@@ -166,15 +172,21 @@ def test_network_quantisation_picks_steps_and_counts_bits(one_thread):
     x = torch.nn.functional.interpolate(photo, size=(32, 48), mode="area")[0]
     model = fit_image(x, 1e-3, config=InrConfig(levels=3, synthesis_hidden=(8,)), iterations=40).model
     info = quantize_network(model, x, 1e-3)
-    for name, module in (("arm", model.arm), ("synthesis", model.synthesis)):
+    for name, module in network_layers(model).items():
         step = info[name]["step"]
         assert step in PARAMETER_STEPS and info[name]["bits"] > 0
         for p in module.parameters():
             assert torch.equal(p / step, (p / step).round())  # every parameter a multiple of its step
     assert info["bpp"] > info["latent_bits"] / x[0].numel() and 0 < info["mse"] < 0.1
-    # more spread costs more bits; the bits are those of a real coded substream
+    # more spread costs more bits; the bits are what a coded substream takes (up to its header)
     small, large = torch.randint(-2, 3, (500,)), torch.randint(-200, 201, (500,))
-    assert 8 <= parameter_bits(small) < parameter_bits(large)
+    assert 500 < parameter_bits(small) < parameter_bits(large)
+    for values in (small, large):
+        layer = torch.nn.Linear(50, 10, bias=False)
+        with torch.no_grad():
+            layer.weight.copy_(values.view(10, 50).float())
+        data, _ = encode_network([layer], [0])
+        assert 0 <= 8 * len(data) - parameter_bits(values) < 8 * 16
 
 
 def test_synthesis_in_bands_is_the_same_function():

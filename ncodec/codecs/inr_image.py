@@ -29,15 +29,21 @@ from ncodec.codecs.base import Codec, Decoded
 from ncodec.codecs.image import MAX_PIXELS, ImageFiles, ImageInput, as_image_tensor, to_float_batch
 from ncodec.codecs.meta import MetaField
 from ncodec.codecs.registry import CodecInfo, register
+from ncodec.codecs.varint import pack_ints, read_varint
+from ncodec.entropy.logits import LOG_SCALE_MIN
 from ncodec.errors import BitstreamError
 from ncodec.models import inr_coding
 from ncodec.models.inr import PRESETS, InrConfig, InrImageModel
-from ncodec.models.inr_fit import fit_image, module_groups, quantize_network, quantized_latents
+from ncodec.models.inr_fit import fit_image, module_groups, network_layers, quantize_network, quantized_latents
 
-__all__ = ["EFFORTS", "INR_FORMAT", "LAMBDAS", "InrImageCodec", "config_from_meta"]
+__all__ = ["EFFORTS", "INR_FORMAT", "LAMBDAS", "READABLE_FORMATS", "InrImageCodec", "config_from_meta",
+           "pack_model_head", "read_model_head"]
 
-INR_FORMAT = 1
-"""``meta["format"]`` of the inr-image files this release writes and reads."""
+INR_FORMAT = 2
+"""``meta["format"]`` of the inr-image files this release writes (it reads formats 1 and 2).
+Format 2 codes each layer's parameters with a step and a row of its own and moves the model's
+description from the header's JSON into the network substream (about 60 bytes less a file)."""
+READABLE_FORMATS = (1, 2)
 LAMBDAS: dict[int, float] = {1: 2e-2, 2: 1e-2, 3: 5e-3, 4: 2.5e-3, 5: 1.2e-3, 6: 6e-4, 7: 3e-4, 8: 1.5e-4}
 """Rate-distortion weight of each quality: the fit minimises ``MSE + lam * bpp`` (RGB in [0, 1])."""
 EFFORTS: dict[str, int] = {"fast": 300, "medium": 1000, "slow": 3000, "slowest": 10000}
@@ -88,8 +94,53 @@ def config_from_meta(obj: Any) -> InrConfig:
     return config
 
 
-def _config_to_meta(config: InrConfig) -> list:
-    return [list(v) if isinstance(v, tuple) else v for v in dataclasses.astuple(config)]
+def pack_model_head(config: InrConfig, codings: list[inr_coding.GroupCoding]) -> bytes:
+    """Format 2's description of the model, the start of the network substream: varints of
+    InrConfig's fields in declaration order (a tuple as its length, then its values), then per
+    layer ``step_bits``, ``(log_scale - LOG_SCALE_MIN) / SCALE_LADDER``, ``half``."""
+    values: list[int] = []
+    for v in dataclasses.astuple(config):
+        values += [len(v), *v] if isinstance(v, tuple) else [v]
+    for c in codings:
+        index, rest = divmod(c.log_scale - LOG_SCALE_MIN, inr_coding.SCALE_LADDER)
+        if rest or index < 0:
+            raise ValueError(f"log_scale {c.log_scale} is not on the format 2 ladder")
+        values += [c.step_bits, index, c.half]
+    return pack_ints(values)
+
+
+def read_model_head(data: bytes) -> tuple[InrConfig, list[inr_coding.GroupCoding], int]:
+    """The config, the layers' codings and where the coder stream starts, of a format 2
+    network substream (:func:`pack_model_head`).
+
+    Raises:
+        ncodec.BitstreamError: truncated, or values out of bounds.
+    """
+    pos, fields = 0, []
+    what = "inr-image model head"
+    for field in dataclasses.fields(InrConfig):
+        value, pos = read_varint(data, pos, what)
+        if isinstance(field.default, tuple):
+            if value > 8:
+                raise BitstreamError(f"{what}: {field.name} has {value} entries (at most 8)")
+            items = []
+            for _ in range(value):
+                item, pos = read_varint(data, pos, what)
+                items.append(item)
+            value = items
+        fields.append(value)
+    config = config_from_meta(fields)
+    try:
+        layers = len(network_layers(InrImageModel(1, 1, config)))
+    except (ValueError, RuntimeError) as exc:
+        raise BitstreamError(f"inr-image model config cannot be built: {exc}") from None
+    raw = []
+    for _ in range(3 * layers):
+        value, pos = read_varint(data, pos, what)
+        raw.append(value)
+    codings = [[raw[i], LOG_SCALE_MIN + inr_coding.SCALE_LADDER * min(raw[i + 1], 1 << 20), raw[i + 2]]
+               for i in range(0, len(raw), 3)]
+    return config, _codings_from_meta(codings, [f"layer {i}" for i in range(layers)]), pos
 
 
 class InrImageCodec(ImageFiles, Codec):
@@ -113,7 +164,8 @@ class InrImageCodec(ImageFiles, Codec):
         "height": MetaField(int, lo=1, hi=1 << 16), "channels": MetaField(int, choices=(1, 3)),
         "quality": MetaField(int, lo=0), "bit_depth": MetaField(int, choices=(8,), required=False),
         "color": MetaField(str, choices=("gray", "rgb"), required=False),
-        "config": MetaField(object), "network": MetaField(object),
+        # format 1 only (format 2 keeps them in the network substream, in binary)
+        "config": MetaField(object, required=False), "network": MetaField(object, required=False),
         "iterations": MetaField(int, lo=0, required=False),
     }
 
@@ -128,8 +180,9 @@ class InrImageCodec(ImageFiles, Codec):
         self.lam = LAMBDAS[quality]
         self.effort, self.seconds = effort, seconds
         self.progress = progress
-        # Decoding depends on no weights: the fingerprint names the format and the codec.
-        self.fingerprint = hashlib.sha256(f"ncodec {name} format {INR_FORMAT}".encode()).hexdigest()[:32]
+        # Decoding depends on no weights: the fingerprint names the codec (in every format the
+        # one format 1 introduced; meta["format"] tells the layouts apart).
+        self.fingerprint = hashlib.sha256(f"ncodec {name} format 1".encode()).hexdigest()[:32]
         self.last_fit: Optional[dict] = None
 
     def __repr__(self) -> str:
@@ -171,9 +224,10 @@ class InrImageCodec(ImageFiles, Codec):
         fit = fit_image(rgb, self.lam, config=self.config, iterations=iterations, max_seconds=seconds,
                         progress=progress, device=self.device)
         model = fit.model
-        info = quantize_network(model, rgb, self.lam)
-        groups = module_groups(model)
-        network, codings = inr_coding.encode_network(list(groups.values()), [info[n]["step_bits"] for n in groups])
+        layers = network_layers(model)
+        info = quantize_network(model, rgb, self.lam, layers)
+        network, codings = inr_coding.encode_network(list(layers.values()), [info[n]["step_bits"] for n in layers])
+        head = pack_model_head(self.config, codings)
         latents = quantized_latents(model)
         arm = inr_coding.ExactArm(model.arm)
         r = self.config.latent_range
@@ -182,24 +236,27 @@ class InrImageCodec(ImageFiles, Codec):
         again = inr_coding.decode_latents(arm, [tuple(y.shape[-2:]) for y in latents], coded, r)
         if not all(torch.equal(a, b) for a, b in zip(again, latents)):
             raise RuntimeError("inr-image: the coded latents do not decode to themselves (a bug; please report it)")
-        self.last_fit = {"iterations": fit.iterations, "seconds": fit.seconds, "network_bits": 8 * len(network),
-                         "latent_bits": 8 * len(coded), "log": fit.log}
+        self.last_fit = {"iterations": fit.iterations, "seconds": fit.seconds,
+                         "network_bits": 8 * (len(head) + len(network)), "latent_bits": 8 * len(coded), "log": fit.log}
         header = container.Header(
             codec=self.name, fingerprint=self.fingerprint, modality="image", substreams=SUBSTREAMS,
-            meta={"format": INR_FORMAT, "width": w, "height": h, "channels": channels, "quality": self.quality,
-                  "config": _config_to_meta(self.config), "network": [c.as_list() for c in codings],
-                  "iterations": fit.iterations})
-        return container.pack(header, [[network, coded]])
+            meta={"format": INR_FORMAT, "width": w, "height": h, "channels": channels, "quality": self.quality})
+        return container.pack(header, [[head + network, coded]])
 
     # ---------------------------------------------------------------- decoding
 
     def check_format(self, header: container.Header) -> None:
         fmt = header.meta.get("format") if isinstance(header.meta, dict) else None
-        if fmt != INR_FORMAT:
-            raise BitstreamError(f"inr-image file format {fmt!r} is not one this ncodec reads (format {INR_FORMAT}; "
-                                 "a newer ncodec may have written it)")
+        if fmt not in READABLE_FORMATS:
+            raise BitstreamError(f"inr-image file format {fmt!r} is not one this ncodec reads (formats "
+                                 f"{', '.join(map(str, READABLE_FORMATS))}; a newer ncodec may have written it)")
 
     def check_meta(self, meta: dict, header: container.Header) -> dict:
+        in_meta = {"config", "network"} & set(meta)
+        if meta["format"] == 1 and len(in_meta) != 2:
+            raise BitstreamError("inr-image format 1 file lacks its model's config or network codings")
+        if meta["format"] != 1 and in_meta:
+            raise BitstreamError(f"inr-image format {meta['format']} file has format 1's {sorted(in_meta)} in its meta")
         if meta["width"] * meta["height"] > MAX_PIXELS:
             raise BitstreamError(f"image file claims {meta['height']}x{meta['width']} pixels, "
                                  f"more than the {MAX_PIXELS:,}-pixel limit")
@@ -210,18 +267,22 @@ class InrImageCodec(ImageFiles, Codec):
         if len(chunks) != 1:
             raise BitstreamError(f"an image file has 1 chunk, this one has {len(chunks)}")
         h, w, c = meta["height"], meta["width"], meta["channels"]
-        config = config_from_meta(meta["config"])
+        network, latent_data = chunks[0]
+        if meta["format"] == 1:
+            config, start = config_from_meta(meta["config"]), 0
+        else:
+            config, codings, start = read_model_head(network)
         try:
             model = InrImageModel(h, w, config)
         except (ValueError, RuntimeError) as exc:
             raise BitstreamError(f"inr-image model config cannot be built: {exc}") from None
-        groups = module_groups(model)
+        layers = module_groups(model) if meta["format"] == 1 else network_layers(model)
         if sum(p.numel() for p in model.parameters()) - sum(y.numel() for y in model.latents) > _MAX_PARAMETERS:
             raise BitstreamError("inr-image model config asks for more network parameters than any encoder makes")
-        codings = _codings_from_meta(meta["network"], list(groups))
-        network, latent_data = chunks[0]
+        if meta["format"] == 1:
+            codings = _codings_from_meta(meta["network"], list(layers))
         with torch.no_grad():
-            inr_coding.decode_network(list(groups.values()), codings, network)
+            inr_coding.decode_network(list(layers.values()), codings, network[start:])
             try:
                 arm = inr_coding.ExactArm(model.arm)
             except ValueError as exc:  # weights too large for exact arithmetic: not an encoder's

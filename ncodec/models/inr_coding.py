@@ -1,10 +1,10 @@
 """What an ``inr-image`` file stores, coded: the network's parameters and the latents.
 
-* **Network parameters.** Each parameter group (:func:`ncodec.models.inr_fit.module_groups`:
-  ARM, upsampler, synthesis) is a set of integers ``q`` with the group's power-of-two step
-  (parameter ``= q * 2^-step_bits``), coded in one substream, one exact zero-mean Laplace row
-  per group (:func:`ncodec.entropy.logits.laplace_row`: its log-scale and half-width travel
-  in the file's meta, values beyond the half-width escape).
+* **Network parameters.** Each layer (:func:`ncodec.models.inr_fit.network_layers`; format 1
+  files: each of three groups, :func:`ncodec.models.inr_fit.module_groups`) is a set of
+  integers ``q`` with its power-of-two step (parameter ``= q * 2^-step_bits``), coded in one
+  substream, one exact zero-mean Laplace row per layer (:func:`ncodec.entropy.logits.laplace_row`:
+  its log-scale and half-width travel in the file, values beyond the half-width escape).
 * **Latents.** Every latent ``y`` (an integer in ``-R .. R``) is coded with the Laplace
   ``(mu, b)`` that the ARM gives for its causal neighbours. The ARM runs as an exact
   fixed-point network (:class:`ExactArm`, :mod:`ncodec.models.exact`), and its Laplace becomes a
@@ -34,15 +34,18 @@ from ncodec.errors import BitstreamError
 from ncodec.models.exact import FRACTION_BITS, ExactLinear
 from ncodec.models.inr import _PAD_LEFT, _PAD_RIGHT, _PAD_TOP, CONTEXT, arm_contexts
 
-__all__ = ["ExactArm", "GroupCoding", "MAX_HALF", "choose_coding", "decode_latents", "decode_network", "encode_latents",
-           "encode_network", "group_bits", "group_ints", "wavefront_order"]
+__all__ = ["ExactArm", "GroupCoding", "MAX_HALF", "SCALE_LADDER", "choose_coding", "decode_latents", "decode_network",
+           "encode_latents", "encode_network", "group_ints", "layer_bits", "wavefront_order"]
 
 # Largest log-scale index the ARM may give: its training clamps log b to 3.9 (3.9 * 32 = 124.8).
 _ARM_LOG_SCALE_MAX = 125
 # Symbols whose logits are built at once when encoding (bounds the [n, 2R + 1] buffer).
 _ENCODE_BATCH = 1 << 14
 MAX_HALF = 16383
-"""Largest half-width of a parameter group's Laplace row (larger values escape)."""
+"""Largest half-width of a layer's (or group's) Laplace row (larger values escape)."""
+SCALE_LADDER = 4
+"""Format 2 stores a layer's log-scale index in steps of this many (1/8 nat: one byte; a
+Laplace scale off by up to 6 % costs about 0.002 bits per parameter)."""
 
 
 class ExactArm(nn.Module):
@@ -178,14 +181,12 @@ def decode_latents(arm: ExactArm, shapes: Sequence[tuple[int, int]], data: bytes
 class GroupCoding:
     """How one parameter group is coded: parameters are ``q * 2^-step_bits``, the integers
     ``q`` coded with the zero-mean Laplace row of log-scale index ``log_scale`` on
-    ``-half .. half`` (others escape). Stored in the file's meta as a list of three ints."""
+    ``-half .. half`` (others escape). Stored in the file (format 1: in its meta as a list of
+    three ints; format 2: in the network substream's model head)."""
 
     step_bits: int
     log_scale: int
     half: int
-
-    def as_list(self) -> list[int]:
-        return [self.step_bits, self.log_scale, self.half]
 
 
 def _group_table(codings: Sequence[GroupCoding]) -> CdfTable:
@@ -198,11 +199,12 @@ def _group_table(codings: Sequence[GroupCoding]) -> CdfTable:
     return CdfTable(cdfs, torch.cat([r.lengths for r in rows]), torch.cat([r.offsets for r in rows]))
 
 
-def choose_coding(step_bits: int, ints: Tensor) -> GroupCoding:
-    """The coding of a group's integers ``ints``: the Laplace scale of their mean magnitude,
-    a half-width covering the values worth a table entry (an encoder's choice: it is stored)."""
+def choose_coding(step_bits: int, ints: Tensor, ladder: int = 1) -> GroupCoding:
+    """The coding of a group's integers ``ints``: the Laplace scale of their mean magnitude
+    (its log-scale index a multiple of ``ladder`` above ``LOG_SCALE_MIN``), a half-width
+    covering the values worth a table entry (an encoder's choice: it is stored)."""
     scale = max(float(ints.abs().double().mean()), 0.06)
-    log_scale = int(round(math.log(scale) * STEPS_PER_NAT))
+    log_scale = int(round((math.log(scale) * STEPS_PER_NAT - LOG_SCALE_MIN) / ladder)) * ladder + LOG_SCALE_MIN
     log_scale = max(LOG_SCALE_MIN, log_scale)
     worth = math.ceil(scale * max(math.log(2.0**15 / scale), 0.0)) + 1  # mass per value ~2^-15 there
     peak = int(ints.abs().max()) if ints.numel() else 1
@@ -220,20 +222,23 @@ def group_ints(module: nn.Module, step_bits: int) -> Tensor:
     return scaled.to(torch.int64)
 
 
-def group_bits(ints: Tensor) -> int:
-    """Bits of one group's integers coded alone with the row :func:`choose_coding` picks (as
-    a file codes them; stream header included): what a step choice costs."""
+def layer_bits(ints: Tensor) -> float:
+    """Bits of one layer's integers ``ints`` coded with the row :func:`choose_coding` picks (on
+    the format 2 :data:`SCALE_LADDER`), escapes included, the stream's header not (the layers
+    share one stream): what a step choice costs."""
     ints = ints.reshape(-1).to(torch.int64)
-    coding = choose_coding(0, ints)
-    stage = EntropyStage(laplace_row(coding.log_scale, coding.half))
-    return 8 * len(stage.encode(ints.to(torch.int32), torch.zeros(ints.numel(), dtype=torch.int32)))
+    coding = choose_coding(0, ints, SCALE_LADDER)
+    row = laplace_row(coding.log_scale, coding.half)
+    return float(row.symbol_bits(ints, torch.zeros(ints.numel(), dtype=torch.int64)).double().sum())
 
 
-def encode_network(modules: Sequence[nn.Module], step_bits: Sequence[int]) -> tuple[bytes, list[GroupCoding]]:
-    """One substream of the parameters of ``modules`` (each a group, its parameters multiples
-    of ``2^-step_bits``), in ``parameters()`` order, and the codings the file's meta records."""
+def encode_network(modules: Sequence[nn.Module], step_bits: Sequence[int],
+                   ladder: int = SCALE_LADDER) -> tuple[bytes, list[GroupCoding]]:
+    """One substream of the parameters of ``modules`` (each a layer or group with its own row,
+    its parameters multiples of ``2^-step_bits``), in ``parameters()`` order, and the codings
+    the file records (log-scales on ``ladder``)."""
     ints = [group_ints(module, bits) for module, bits in zip(modules, step_bits)]
-    codings = [choose_coding(bits, q) for bits, q in zip(step_bits, ints)]
+    codings = [choose_coding(bits, q, ladder) for bits, q in zip(step_bits, ints)]
     rows = torch.cat([torch.full((q.numel(),), row, dtype=torch.int32) for row, q in enumerate(ints)])
     return EntropyStage(_group_table(codings)).encode(torch.cat(ints).to(torch.int32), rows), codings
 
