@@ -110,7 +110,7 @@ def report(out: Path) -> None:
     runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines() if line.strip()]
     images = sorted({r["image"] for r in runs})
     lines = ["| image | iterations | threads | BD-rate inr-image vs Cool-chic | BD-PSNR | s/it inr-image | s/it Cool-chic | "
-             "CPU time per iteration, Cool-chic / inr-image |", "|---|---|---|---|---|---|---|---|"]
+             "s/it ratio in these runs (their loads may differ: time side by side for a fair ratio) |", "|---|---|---|---|---|---|---|---|"]
     fig, axes = plt.subplots(1, len(images), figsize=(5.5 * len(images), 4.2), squeeze=False)
     for ax, image in zip(axes[0], images):
         for key in sorted({(r["iterations"], r["threads"]) for r in runs if r["image"] == image}):
