@@ -268,8 +268,9 @@ class InrImageCodec(ImageFiles, Codec):
             raise BitstreamError(f"an image file has 1 chunk, this one has {len(chunks)}")
         h, w, c = meta["height"], meta["width"], meta["channels"]
         network, latent_data = chunks[0]
-        if meta["format"] == 1:
+        if meta["format"] == 1:  # the model in the meta, one coding per group
             config, start = config_from_meta(meta["config"]), 0
+            codings = _codings_from_meta(meta["network"], ["arm", "upsampler", "synthesis"])
         else:
             config, codings, start = read_model_head(network)
         try:
@@ -279,8 +280,6 @@ class InrImageCodec(ImageFiles, Codec):
         layers = module_groups(model) if meta["format"] == 1 else network_layers(model)
         if sum(p.numel() for p in model.parameters()) - sum(y.numel() for y in model.latents) > _MAX_PARAMETERS:
             raise BitstreamError("inr-image model config asks for more network parameters than any encoder makes")
-        if meta["format"] == 1:
-            codings = _codings_from_meta(meta["network"], list(layers))
         with torch.no_grad():
             inr_coding.decode_network(list(layers.values()), codings, network[start:])
             try:

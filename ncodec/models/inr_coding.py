@@ -199,12 +199,13 @@ def _group_table(codings: Sequence[GroupCoding]) -> CdfTable:
     return CdfTable(cdfs, torch.cat([r.lengths for r in rows]), torch.cat([r.offsets for r in rows]))
 
 
-def choose_coding(step_bits: int, ints: Tensor, ladder: int = 1) -> GroupCoding:
-    """The coding of a group's integers ``ints``: the Laplace scale of their mean magnitude
-    (its log-scale index a multiple of ``ladder`` above ``LOG_SCALE_MIN``), a half-width
-    covering the values worth a table entry (an encoder's choice: it is stored)."""
+def choose_coding(step_bits: int, ints: Tensor) -> GroupCoding:
+    """The coding of a layer's integers ``ints``: the Laplace scale of their mean magnitude
+    (its log-scale index on format 2's :data:`SCALE_LADDER` above ``LOG_SCALE_MIN``), a
+    half-width covering the values worth a table entry (an encoder's choice: it is stored)."""
     scale = max(float(ints.abs().double().mean()), 0.06)
-    log_scale = int(round((math.log(scale) * STEPS_PER_NAT - LOG_SCALE_MIN) / ladder)) * ladder + LOG_SCALE_MIN
+    steps = round((math.log(scale) * STEPS_PER_NAT - LOG_SCALE_MIN) / SCALE_LADDER)
+    log_scale = int(steps) * SCALE_LADDER + LOG_SCALE_MIN
     log_scale = max(LOG_SCALE_MIN, log_scale)
     worth = math.ceil(scale * max(math.log(2.0**15 / scale), 0.0)) + 1  # mass per value ~2^-15 there
     peak = int(ints.abs().max()) if ints.numel() else 1
@@ -227,18 +228,17 @@ def layer_bits(ints: Tensor) -> float:
     the format 2 :data:`SCALE_LADDER`), escapes included, the stream's header not (the layers
     share one stream): what a step choice costs."""
     ints = ints.reshape(-1).to(torch.int64)
-    coding = choose_coding(0, ints, SCALE_LADDER)
+    coding = choose_coding(0, ints)
     row = laplace_row(coding.log_scale, coding.half)
     return float(row.symbol_bits(ints, torch.zeros(ints.numel(), dtype=torch.int64)).double().sum())
 
 
-def encode_network(modules: Sequence[nn.Module], step_bits: Sequence[int],
-                   ladder: int = SCALE_LADDER) -> tuple[bytes, list[GroupCoding]]:
-    """One substream of the parameters of ``modules`` (each a layer or group with its own row,
-    its parameters multiples of ``2^-step_bits``), in ``parameters()`` order, and the codings
-    the file records (log-scales on ``ladder``)."""
+def encode_network(modules: Sequence[nn.Module], step_bits: Sequence[int]) -> tuple[bytes, list[GroupCoding]]:
+    """One substream of the parameters of ``modules`` (each a layer with its own row, its
+    parameters multiples of ``2^-step_bits``), in ``parameters()`` order, and the codings the
+    file records."""
     ints = [group_ints(module, bits) for module, bits in zip(modules, step_bits)]
-    codings = [choose_coding(bits, q, ladder) for bits, q in zip(step_bits, ints)]
+    codings = [choose_coding(bits, q) for bits, q in zip(step_bits, ints)]
     rows = torch.cat([torch.full((q.numel(),), row, dtype=torch.int32) for row, q in enumerate(ints)])
     return EntropyStage(_group_table(codings)).encode(torch.cat(ints).to(torch.int32), rows), codings
 
