@@ -97,24 +97,27 @@ def test_wavefront_order_decodes_every_context_first():
                 assert step[n] < t
 
 
-def test_latents_round_trip_and_match_the_model_rate():
+@pytest.mark.parametrize("ancestors", [0, 1, 3])  # none (formats 1, 2); some; more than the coarser grids
+def test_latents_round_trip_and_match_the_model_rate(ancestors):
     from ncodec.models.inr import InrConfig, InrImageModel
 
     torch.manual_seed(1)
-    model = InrImageModel(30, 45, InrConfig(levels=3))
+    model = InrImageModel(30, 45, InrConfig(levels=3, ancestor_context=ancestors))
     with torch.no_grad():
         for p in model.arm.parameters():
             p.copy_(torch.round(p * 64) / 64)
     latents = [torch.round(torch.randn(y.shape) * 2).clamp(-31, 31) for y in model.latents]
     arm = ExactArm(model.arm)
-    data = encode_latents(arm, latents, 31)
-    back = decode_latents(arm, [tuple(y.shape[-2:]) for y in latents], data, 31)
+    shapes = [tuple(y.shape[-2:]) for y in latents]
+    data = encode_latents(arm, latents, 31, ancestors)
+    back = decode_latents(arm, shapes, data, 31, ancestors)
     assert all(torch.equal(a, b) for a, b in zip(back, latents))
     with torch.no_grad():
         estimate = float(model.rate_bits(latents))
+    # the file's bits are the rate the model trains on: the contexts are the same
     assert abs(8 * len(data) - estimate) < 0.03 * estimate + 64
     with pytest.raises(BitstreamError):
-        decode_latents(arm, [tuple(y.shape[-2:]) for y in latents], data[: len(data) // 2], 31)
+        decode_latents(arm, shapes, data[: len(data) // 2], 31, ancestors)
 
 
 # ---------------------------------------------------------------- the codec
@@ -174,20 +177,21 @@ def test_hostile_files_raise_bitstream_errors(coded):
     header, chunks = container.unpack(data)
     network, latents = chunks[0]
     config, codings, start = read_model_head(network)
-    # the config's 8 varints (levels, 1 hidden layer, its width, arm_hidden, latent_range,
-    # residual_layers, arm_layers, upsampler_kernel), then 3 per layer
-    head = unpack_ints(network[:start], 8 + 3 * len(codings), "head")
+    # the config's 9 varints (levels, 1 hidden layer, its width, arm_hidden, latent_range,
+    # residual_layers, arm_layers, upsampler_kernel, ancestor_context), then 3 per layer
+    head = unpack_ints(network[:start], 9 + 3 * len(codings), "head")
     bad = [
         _with_head(data, [99] + head[1:]),  # levels
         _with_head(data, head[:1] + [1, 100000] + head[3:]),  # a hidden width
         _with_head(data, head[:1] + [9] + head[2:]),  # hidden layers
+        _with_head(data, head[:8] + [16] + head[9:]),  # ancestor_context 16
         _with_head(data, head[:-1] + [0]),  # half 0
-        _with_head(data, head[:8] + [30] + head[9:]),  # step_bits 30
+        _with_head(data, head[:9] + [30] + head[10:]),  # step_bits 30
         _with_head(data, head[:-4]),  # a short head
         container.pack(header, [[network[:start - 1], latents]]),
-        _forged(data, format=3),
+        _forged(data, format=4),
         _forged(data, format=1),  # format 1 keeps its config in the meta
-        _forged(data, config=[7, [48], 16, 31, 2, 2, 8]),  # format 2 does not
+        _forged(data, config=[7, [48], 16, 31, 2, 2, 8, 6]),  # format 3 does not
         _forged(data, width=header.meta["width"] + 3),
     ]
     for swap in ([network[: len(network) // 2], latents], [network, latents[:-7]], [latents, network]):
@@ -209,7 +213,15 @@ def test_format_2_golden_file_decodes_to_its_pixels():
     quality 4) decodes to the pixels its writer decoded (the latents exactly, the float
     synthesis within the tolerance)."""
     path = GOLDEN / "inr-image_format2_q4.ncb"
-    assert container.read_header(path.read_bytes()).meta["format"] == INR_FORMAT == 2
+    assert container.read_header(path.read_bytes()).meta["format"] == 2
+    _pinned_pixels_match(path)
+
+
+def test_format_3_golden_file_decodes_to_its_pixels():
+    """As format 2's: a format 3 file (ancestors in the ARM's context, the latents coded
+    coarsest grid first), written by this release's encoder."""
+    path = GOLDEN / "inr-image_format3_q4.ncb"
+    assert container.read_header(path.read_bytes()).meta["format"] == INR_FORMAT == 3
     _pinned_pixels_match(path)
 
 

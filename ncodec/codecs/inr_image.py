@@ -39,11 +39,15 @@ from ncodec.models.inr_fit import fit_image, module_groups, network_layers, quan
 __all__ = ["EFFORTS", "INR_FORMAT", "LAMBDAS", "READABLE_FORMATS", "InrImageCodec", "config_from_meta",
            "pack_model_head", "read_model_head"]
 
-INR_FORMAT = 2
-"""``meta["format"]`` of the inr-image files this release writes (it reads formats 1 and 2).
+INR_FORMAT = 3
+"""``meta["format"]`` of the inr-image files this release writes (it reads formats 1 to 3).
 Format 2 codes each layer's parameters with a step and a row of its own and moves the model's
-description from the header's JSON into the network substream (about 60 bytes less a file)."""
-READABLE_FORMATS = (1, 2)
+description from the header's JSON into the network substream (about 60 bytes less a file).
+Format 3 adds ``InrConfig.ancestor_context`` to that description (the ARM's context includes
+co-located values of coarser grids; the latents are coded coarsest grid first)."""
+READABLE_FORMATS = (1, 2, 3)
+# InrConfig fields that files of older formats do not store, with the value they mean there.
+_FIELDS_ADDED = {"ancestor_context": (3, 0)}
 LAMBDAS: dict[int, float] = {1: 2e-2, 2: 1e-2, 3: 5e-3, 4: 2.5e-3, 5: 1.2e-3, 6: 6e-4, 7: 3e-4, 8: 1.5e-4}
 """Rate-distortion weight of each quality: the fit minimises ``MSE + lam * bpp`` (RGB in [0, 1])."""
 EFFORTS: dict[str, int] = {"fast": 300, "medium": 1000, "slow": 3000, "slowest": 10000}
@@ -55,20 +59,26 @@ _MAX_WIDTH, _MAX_LEVELS, _MAX_PARAMETERS = 256, 16, 1 << 20
 _BAND_BYTES = 1 << 26
 
 
-def config_from_meta(obj: Any) -> InrConfig:
-    """The :class:`InrConfig` a file's ``meta["config"]`` describes: the values of InrConfig's
-    fields in their declaration order (a compact list: every byte of the header counts at
-    these rates).
+def _stored_fields(fmt: int) -> list[dataclasses.Field]:
+    """The InrConfig fields a file of format ``fmt`` stores, in declaration order."""
+    return [f for f in dataclasses.fields(InrConfig) if _FIELDS_ADDED.get(f.name, (0, None))[0] <= fmt]
+
+
+def config_from_meta(obj: Any, fmt: int = INR_FORMAT) -> InrConfig:
+    """The :class:`InrConfig` that a file of format ``fmt`` describes with ``obj``: the values
+    of the fields that format stores (:func:`_stored_fields`), in their declaration order (a
+    compact list: every byte of the header counts at these rates); a field a format does not
+    store takes the value it meant there (:data:`_FIELDS_ADDED`).
 
     Raises:
         ncodec.BitstreamError: not a list of one value per field, each of its default's type
             (tuples as lists of ints) and within bounds.
     """
-    fields = dataclasses.fields(InrConfig)
+    fields = _stored_fields(fmt)
     if not isinstance(obj, list) or len(obj) != len(fields):
         raise BitstreamError(f"inr-image model config must list {len(fields)} values "
                              f"({', '.join(f.name for f in fields)})")
-    values = {}
+    values = {name: old for name, (added, old) in _FIELDS_ADDED.items() if added > fmt}
     defaults = InrConfig()
     for field, value in zip(fields, obj):
         default = getattr(defaults, field.name)
@@ -95,30 +105,31 @@ def config_from_meta(obj: Any) -> InrConfig:
 
 
 def pack_model_head(config: InrConfig, codings: list[inr_coding.GroupCoding]) -> bytes:
-    """Format 2's description of the model, the start of the network substream: varints of
-    InrConfig's fields in declaration order (a tuple as its length, then its values), then per
-    layer ``step_bits``, ``(log_scale - LOG_SCALE_MIN) / SCALE_LADDER``, ``half``."""
+    """The description of the model (formats 2 and 3) at the start of the network substream:
+    varints of InrConfig's fields (format 3's: all of them) in declaration order (a tuple as
+    its length, then its values), then per layer ``step_bits``,
+    ``(log_scale - LOG_SCALE_MIN) / SCALE_LADDER``, ``half``."""
     values: list[int] = []
     for v in dataclasses.astuple(config):
         values += [len(v), *v] if isinstance(v, tuple) else [v]
     for c in codings:
         index, rest = divmod(c.log_scale - LOG_SCALE_MIN, inr_coding.SCALE_LADDER)
         if rest or index < 0:
-            raise ValueError(f"log_scale {c.log_scale} is not on the format 2 ladder")
+            raise ValueError(f"log_scale {c.log_scale} is not on the ladder of formats 2 and 3")
         values += [c.step_bits, index, c.half]
     return pack_ints(values)
 
 
-def read_model_head(data: bytes) -> tuple[InrConfig, list[inr_coding.GroupCoding], int]:
-    """The config, the layers' codings and where the coder stream starts, of a format 2
-    network substream (:func:`pack_model_head`).
+def read_model_head(data: bytes, fmt: int = INR_FORMAT) -> tuple[InrConfig, list[inr_coding.GroupCoding], int]:
+    """The config, the layers' codings and where the coder stream starts, of a network
+    substream of format ``fmt`` (2 or 3: :func:`pack_model_head`).
 
     Raises:
         ncodec.BitstreamError: truncated, or values out of bounds.
     """
     pos, fields = 0, []
     what = "inr-image model head"
-    for field in dataclasses.fields(InrConfig):
+    for field in _stored_fields(fmt):
         value, pos = read_varint(data, pos, what)
         if isinstance(field.default, tuple):
             if value > 8:
@@ -129,7 +140,7 @@ def read_model_head(data: bytes) -> tuple[InrConfig, list[inr_coding.GroupCoding
                 items.append(item)
             value = items
         fields.append(value)
-    config = config_from_meta(fields)
+    config = config_from_meta(fields, fmt)
     try:
         layers = len(network_layers(InrImageModel(1, 1, config)))
     except (ValueError, RuntimeError) as exc:
@@ -164,7 +175,7 @@ class InrImageCodec(ImageFiles, Codec):
         "height": MetaField(int, lo=1, hi=1 << 16), "channels": MetaField(int, choices=(1, 3)),
         "quality": MetaField(int, lo=0), "bit_depth": MetaField(int, choices=(8,), required=False),
         "color": MetaField(str, choices=("gray", "rgb"), required=False),
-        # format 1 only (format 2 keeps them in the network substream, in binary)
+        # format 1 only (formats 2 and 3 keep them in the network substream, in binary)
         "config": MetaField(object, required=False), "network": MetaField(object, required=False),
         "iterations": MetaField(int, lo=0, required=False),
     }
@@ -231,9 +242,10 @@ class InrImageCodec(ImageFiles, Codec):
         latents = quantized_latents(model)
         arm = inr_coding.ExactArm(model.arm)
         r = self.config.latent_range
-        coded = inr_coding.encode_latents(arm, latents, r)
+        ancestors = self.config.ancestor_context
+        coded = inr_coding.encode_latents(arm, latents, r, ancestors)
         # The decode check: the latents as a decoder will read them.
-        again = inr_coding.decode_latents(arm, [tuple(y.shape[-2:]) for y in latents], coded, r)
+        again = inr_coding.decode_latents(arm, [tuple(y.shape[-2:]) for y in latents], coded, r, ancestors)
         if not all(torch.equal(a, b) for a, b in zip(again, latents)):
             raise RuntimeError("inr-image: the coded latents do not decode to themselves (a bug; please report it)")
         self.last_fit = {"iterations": fit.iterations, "seconds": fit.seconds,
@@ -269,10 +281,10 @@ class InrImageCodec(ImageFiles, Codec):
         h, w, c = meta["height"], meta["width"], meta["channels"]
         network, latent_data = chunks[0]
         if meta["format"] == 1:  # the model in the meta, one coding per group
-            config, start = config_from_meta(meta["config"]), 0
+            config, start = config_from_meta(meta["config"], 1), 0
             codings = _codings_from_meta(meta["network"], ["arm", "upsampler", "synthesis"])
         else:
-            config, codings, start = read_model_head(network)
+            config, codings, start = read_model_head(network, meta["format"])
         try:
             model = InrImageModel(h, w, config)
         except (ValueError, RuntimeError) as exc:
@@ -287,7 +299,7 @@ class InrImageCodec(ImageFiles, Codec):
             except ValueError as exc:  # weights too large for exact arithmetic: not an encoder's
                 raise BitstreamError(f"inr-image ARM parameters out of range: {exc}") from None
             shapes = [tuple(y.shape[-2:]) for y in model.latents]
-            latents = inr_coding.decode_latents(arm, shapes, latent_data, config.latent_range)
+            latents = inr_coding.decode_latents(arm, shapes, latent_data, config.latent_range, config.ancestor_context)
             # Hidden activations of one band at a time: about 64 MB whatever the image size.
             hidden = max(config.synthesis_hidden, default=3)
             x_hat = model.synthesize(latents, band_rows=max(1, _BAND_BYTES // (4 * hidden * w)))

@@ -15,7 +15,9 @@
   of a grid depends only on latents of earlier steps ``x' + 3y' < x + 3y``. Symbols are coded
   step by step (``t = x + 3y``), within a step grid by grid (finest first), then by row: the
   decoder decodes each step's latents of all grids as one batch, ``W + 3(H - 1)`` batches
-  for an image of ``H x W`` instead of one latent at a time.
+  for an image of ``H x W`` instead of one latent at a time. A model whose contexts include
+  ancestors (``ancestor_context > 0``, inr-image format 3) codes the grids one after another,
+  coarsest first, each in its own steps (about twice as many batches).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from ncodec.entropy.logits import LOG_SCALE_MIN, STEPS_PER_NAT, LogitStage, lapl
 from ncodec.entropy.stage import CdfTable, EntropyStage
 from ncodec.errors import BitstreamError
 from ncodec.models.exact import FRACTION_BITS, ExactLinear
-from ncodec.models.inr import _PAD_LEFT, _PAD_RIGHT, _PAD_TOP, CONTEXT, arm_contexts
+from ncodec.models.inr import _PAD_LEFT, _PAD_RIGHT, _PAD_TOP, CONTEXT, ancestor_index, arm_contexts
 
 __all__ = ["ExactArm", "GroupCoding", "MAX_HALF", "SCALE_LADDER", "choose_coding", "decode_latents", "decode_network",
            "encode_latents", "encode_network", "group_ints", "layer_bits", "wavefront_order"]
@@ -50,7 +52,7 @@ Laplace scale off by up to 6 % costs about 0.002 bits per parameter)."""
 
 class ExactArm(nn.Module):
     """The exact fixed-point twin of an ARM (``nn.Sequential`` of ``nn.Linear`` and ``nn.ReLU``):
-    integer contexts ``[n, len(CONTEXT)]`` -> ``(mu, log_scale)``, int64 ``[n]`` each:
+    integer contexts ``[n, len(CONTEXT) + ancestor_context]`` -> ``(mu, log_scale)``, int64 ``[n]`` each:
     ``mu`` in units of ``2^-16``, ``log_scale`` the index of ``b`` on the ``1/32``-nat ladder
     (:data:`ncodec.entropy.logits.INV_SCALE_TABLE`), clamped as training clamps ``log b``.
     """
@@ -85,13 +87,22 @@ class ExactArm(nn.Module):
         return mu, np.clip(log_scale, -3 * STEPS_PER_NAT, _ARM_LOG_SCALE_MAX)
 
 
-def wavefront_order(shapes: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def wavefront_order(shapes: Sequence[tuple[int, int]], *, coarse_first: bool = False
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The coding order of the latents of grids ``shapes`` (``[(h, w)]``, finest first).
 
     Returns ``(level, y, x, starts)``: int32 arrays over all latents in coding order, and the
     index where each wavefront step begins (``starts[t] .. starts[t + 1]``, one more entry than
-    steps). Grids up to 2^16 rows and 16 levels.
+    steps). Grids up to 2^16 rows and 16 levels. ``coarse_first``: the grids one after
+    another, coarsest first, each in steps of its own (a step then holds one grid's latents).
     """
+    if coarse_first:
+        parts = [(level, wavefront_order([shape])) for level, shape in reversed(list(enumerate(shapes)))]
+        offsets = np.cumsum([0] + [p[0].size for _, p in parts])
+        starts = [p[3][:-1] + offset for (_, p), offset in zip(parts, offsets)] + [offsets[-1:]]
+        return (np.concatenate([np.full(p[0].size, level, dtype=np.int32) for level, p in parts]),
+                np.concatenate([p[1] for _, p in parts]), np.concatenate([p[2] for _, p in parts]),
+                np.concatenate(starts))
     # One int64 sort key per latent: step (< 2^18), level (< 2^4), row (< 2^16). Building
     # it level by level and sorting it alone keeps the peak near three arrays of n int64s.
     keys = []
@@ -116,18 +127,25 @@ def _latent_stage(latent_range: int) -> LogitStage:
     return LogitStage(2 * latent_range + 1)
 
 
-def encode_latents(arm: ExactArm, latents: Sequence[Tensor], latent_range: int) -> bytes:
+def encode_latents(arm: ExactArm, latents: Sequence[Tensor], latent_range: int, ancestors: int = 0) -> bytes:
     """One substream of the integer ``latents`` (grids ``[1, 1, h, w]``, values in
-    ``-latent_range .. latent_range``), in wavefront order (module docstring)."""
+    ``-latent_range .. latent_range``), in wavefront order (module docstring), each latent's
+    context its neighbours and ``ancestors`` co-located values of coarser grids
+    (:func:`ncodec.models.inr.ancestor_index`)."""
     ints = [y.detach().cpu().reshape(y.shape[-2:]).to(torch.int64) for y in latents]
     if any(int(y.abs().max()) > latent_range for y in ints if y.numel()):
         raise ValueError(f"latents must lie in -{latent_range}..{latent_range}")
+    shapes = [tuple(y.shape) for y in ints]
+    if ancestors:
+        flat = torch.cat([y.reshape(-1) for y in ints] + [torch.zeros(1, dtype=torch.int64)])
+        lineage = flat[ancestor_index(shapes, ancestors)].to(torch.float64).split([y.numel() for y in ints])
     mus, scales = [], []
-    for y in ints:
-        mu, log_scale = arm(arm_contexts(y.to(torch.float64).view(1, 1, *y.shape)))
+    for i, y in enumerate(ints):
+        contexts = arm_contexts(y.to(torch.float64).view(1, 1, *y.shape))
+        mu, log_scale = arm(torch.cat([contexts, lineage[i]], 1) if ancestors else contexts)
         mus.append(mu.numpy())
         scales.append(log_scale.numpy())
-    level, ys, xs, _ = wavefront_order([tuple(y.shape) for y in ints])
+    level, ys, xs, _ = wavefront_order(shapes, coarse_first=ancestors > 0)
     widths = np.array([y.shape[1] for y in ints], dtype=np.int64)
     bases = np.concatenate([[0], np.cumsum([y.numel() for y in ints])])[:-1]
     flat_index = bases[level] + ys * widths[level] + xs
@@ -142,13 +160,15 @@ def encode_latents(arm: ExactArm, latents: Sequence[Tensor], latent_range: int) 
     return writer.finish()
 
 
-def decode_latents(arm: ExactArm, shapes: Sequence[tuple[int, int]], data: bytes, latent_range: int) -> list[Tensor]:
-    """The latents of :func:`encode_latents`'s substream: float32 grids ``[1, 1, h, w]``.
+def decode_latents(arm: ExactArm, shapes: Sequence[tuple[int, int]], data: bytes, latent_range: int,
+                   ancestors: int = 0) -> list[Tensor]:
+    """The latents of :func:`encode_latents`'s substream (of the same ``ancestors``): float32
+    grids ``[1, 1, h, w]``.
 
     Raises:
         ncodec.BitstreamError: the substream does not hold exactly these latents.
     """
-    level, ys, xs, starts = wavefront_order(shapes)
+    level, ys, xs, starts = wavefront_order(shapes, coarse_first=ancestors > 0)
     # All grids in one zero-padded buffer (3 rows above, 3 columns left, 2 right: the
     # context's reach), so a step's contexts are one gather.
     padded = [(h + _PAD_TOP, w + _PAD_LEFT + _PAD_RIGHT) for h, w in shapes]
@@ -161,8 +181,12 @@ def decode_latents(arm: ExactArm, shapes: Sequence[tuple[int, int]], data: bytes
     stage = _latent_stage(latent_range)
     reader = stage.reader(data)
     for t in range(len(starts) - 1):
-        at = position[starts[t]:starts[t + 1]]
-        contexts = buffer[at[:, None] + offsets[level[starts[t]:starts[t + 1]]]]
+        a, b = starts[t], starts[t + 1]
+        at = position[a:b]
+        contexts = buffer[at[:, None] + offsets[level[a:b]]]
+        if ancestors:  # a step holds one grid's latents (coarse_first); its ancestors are decoded
+            lineage = _ancestor_positions(int(level[a]), ys[a:b], xs[a:b], ancestors, bases, pitch)
+            contexts = np.concatenate([contexts, buffer[lineage]], 1)
         mu, log_scale = arm.parameters_of(contexts)
         symbols = reader.read(laplace_logits(mu, log_scale, -latent_range, latent_range))
         buffer[at] = symbols.numpy().astype(np.int64) - latent_range
@@ -171,6 +195,19 @@ def decode_latents(arm: ExactArm, shapes: Sequence[tuple[int, int]], data: bytes
     for (h, w), base, (ph, pw) in zip(shapes, bases, padded):
         grid = buffer[base:base + ph * pw].reshape(ph, pw)[_PAD_TOP:, _PAD_LEFT:_PAD_LEFT + w]
         out.append(torch.from_numpy(np.ascontiguousarray(grid)).to(torch.float32).view(1, 1, h, w))
+    return out
+
+
+def _ancestor_positions(level: int, ys: np.ndarray, xs: np.ndarray, slots: int, bases: np.ndarray,
+                        pitch: np.ndarray) -> np.ndarray:
+    """``[n, slots]`` positions in :func:`decode_latents`'s padded buffer of the ancestors of
+    latents ``(ys, xs)`` of grid ``level``; past the coarsest grid, position 0 (in grid 0's top
+    padding: always 0)."""
+    out = np.zeros((ys.size, slots), dtype=np.int64)
+    ys, xs = ys.astype(np.int64), xs.astype(np.int64)
+    for k in range(1, min(slots, len(pitch) - 1 - level) + 1):
+        up = level + k
+        out[:, k - 1] = bases[up] + ((ys >> k) + _PAD_TOP) * pitch[up] + (xs >> k) + _PAD_LEFT
     return out
 
 
