@@ -7,8 +7,9 @@ synthesis) to the power-of-two step that minimises the same loss with the networ
 Two phases, as Cool-chic and C3 do: first the latents are soft-rounded with additive Gaussian
 noise (a smooth proxy of rounding, :func:`_proxy`), then they are rounded with a
 straight-through gradient, at a lower learning rate, so that the model ends fitted to the
-values it will store. The latents learn at a larger rate than the network (``latent_lr`` 0.1
-against ``lr`` 1e-2); the network's Adam forgets faster (betas 0.95, 0.95, Cool-chic's). The
+values it will store. The latents learn with Adam at a larger rate than the network
+(``latent_lr`` 0.1 against ``lr`` 1e-2); the network learns with SOAP
+(:class:`ncodec.models.soap.Soap`, betas 0.95, 0.95, as Cool-chic 5 fits its networks). The
 fit starts from the image's mean colour (a random start could leave a colour channel dead:
 see :meth:`InrImageModel.start_at_colour`).
 
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ncodec.models.inr import InrConfig, InrImageModel
+from ncodec.models.soap import Soap
 
 __all__ = ["FitResult", "PARAMETER_STEPS", "fit_image", "module_groups", "network_layers", "parameter_bits",
            "quantize_network", "quantized_latents"]
@@ -72,12 +74,15 @@ def fit_image(image: Tensor, lam: float, *, config: InrConfig = InrConfig(), ite
               max_seconds: float | None = None, lr: float = 1e-2, noise_fraction: float = 0.8,
               seed: int = 0, progress: bool = False, log_every: int = 100, device: str | torch.device = "cpu",
               bf16: bool | None = None, latent_lr: float | None = 0.1,
-              network_betas: tuple[float, float] = (0.95, 0.95)) -> FitResult:
+              network_betas: tuple[float, float] = (0.95, 0.95), network_optimizer: str = "soap") -> FitResult:
     """Fit a model to ``image`` (float ``[3, H, W]`` in [0, 1]) at rate-distortion weight ``lam``.
 
     ``iterations`` (or, if it runs out first, ``max_seconds`` of wall time, the noise phase
     then ending at ``noise_fraction`` of the time) with Adam at ``lr`` for the network and
-    ``latent_lr`` (``None``: ``lr``) for the latents, cosine-decayed, on ``device``. (The
+    ``latent_lr`` (``None``: ``lr``) for the latents, cosine-decayed, on ``device``.
+    ``network_optimizer``: ``"soap"`` (:class:`ncodec.models.soap.Soap`) or ``"adam"`` for the
+    network's parameters (on a 256x256 CID22 crop at quality 4 and 2000 iterations, SOAP's
+    final ``MSE + lam * bpp`` was 8-11 % lower in each of 3 seeds). (The
     latents want a larger rate than the network: at 1000 iterations on a 512x512 photo,
     ``latent_lr`` 6e-2 fits ~4 dB better than 1e-2 at about the same rate, and 0.1 gains another
     0.15-0.35 dB over 6e-2: PSNR at equal rate, 3 CID22 photos, quality 4.) ``network_betas``:
@@ -105,11 +110,16 @@ def fit_image(image: Tensor, lam: float, *, config: InrConfig = InrConfig(), ite
     model = InrImageModel(h, w, config).to(device)
     model.start_at_colour(x.mean(dim=(0, 2, 3)))  # not a random colour: see start_at_colour
     r = config.latent_range
+    if network_optimizer not in ("soap", "adam"):
+        raise ValueError(f"network_optimizer must be 'soap' or 'adam', not {network_optimizer!r}")
     latent_ids = {id(p) for p in model.latents}
-    groups = [{"params": list(model.latents), "base_lr": lr if latent_lr is None else latent_lr},
-              {"params": [p for p in model.parameters() if id(p) not in latent_ids], "base_lr": lr,
-               "betas": tuple(network_betas)}]
-    opt = torch.optim.Adam(groups, lr=lr, **_adam_options(device))
+    network = [{"params": [p for p in model.parameters() if id(p) not in latent_ids], "base_lr": lr,
+                "betas": tuple(network_betas)}]
+    optimizers = [torch.optim.Adam([{"params": list(model.latents), "base_lr": lr if latent_lr is None else latent_lr}],
+                                   lr=lr, **_adam_options(device)),
+                  Soap(network, lr=lr) if network_optimizer == "soap" else
+                  torch.optim.Adam(network, lr=lr, **_adam_options(device))]
+    param_groups = [g for opt in optimizers for g in opt.param_groups]
     start = time.perf_counter()
     log: list[dict] = []
     bar = None
@@ -125,7 +135,7 @@ def fit_image(image: Tensor, lam: float, *, config: InrConfig = InrConfig(), ite
         if progress_frac >= 1:
             break
         phase = "noise" if progress_frac < noise_fraction else "round"
-        for group in opt.param_groups:
+        for group in param_groups:
             scale = 1.0 if phase == "noise" else 0.1
             group["lr"] = group["base_lr"] * scale * 0.5 * (1 + math.cos(math.pi * progress_frac))
         flat = _proxy(torch.cat([y.reshape(-1) for y in model.latents]), phase, r,
@@ -135,9 +145,11 @@ def fit_image(image: Tensor, lam: float, *, config: InrConfig = InrConfig(), ite
         mse = F.mse_loss(x_hat, x)
         bpp = model.rate_bits(latents, bf16=bf16) / (h * w)
         loss = mse + lam * bpp
-        opt.zero_grad(set_to_none=True)
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        for opt in optimizers:
+            opt.step()
         done = it + 1
         if bar is not None:
             bar.update(1)
