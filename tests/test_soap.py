@@ -60,3 +60,23 @@ def test_steps_turn_with_the_problem():
         follows = torch.allclose(u @ a @ v.T, b, atol=1e-4)
         assert follows == (name == "soap"), name
         assert float(loss(a)) < 0.8 * float(loss(w0))  # and both make progress
+
+
+def test_eigenbases_of_bad_statistics_do_not_stop_a_fit():
+    """Non-finite statistics give no basis (the last one stays); nearly singular ones (a fit's
+    first gradients: rank 1, entries ~1e-9 .. 1e9 apart) give an orthonormal one."""
+    from ncodec.models.soap import _eigenvectors
+
+    assert _eigenvectors(torch.tensor([[1.0, float("nan")], [float("nan"), 1.0]])) is None
+    v = torch.randn(22)
+    v[:6] *= 1e-9
+    v[6:] *= 1e9
+    for stats in (torch.outer(v, v), torch.zeros(22, 22), torch.eye(22) * 1e-30):
+        basis = _eigenvectors(stats)
+        assert basis is not None and basis.dtype == torch.float32
+        assert torch.allclose(basis.T @ basis, torch.eye(22), atol=1e-5)
+    w = torch.zeros(4, 4, requires_grad=True)
+    opt = Soap([w], every=1)
+    for grad in (torch.ones(4, 4), torch.full((4, 4), float("inf")), torch.ones(4, 4)):
+        w.grad = grad.clone()
+        opt.step()  # an infinite gradient leaves the last bases in place instead of raising

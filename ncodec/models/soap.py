@@ -96,5 +96,22 @@ class Soap(torch.optim.Optimizer):
                 unfolded = grad.movedim(i, 0).reshape(grad.shape[i], -1)
                 stats.lerp_(unfolded @ unfolded.T, weight)
                 if refresh:
-                    _, vectors = torch.linalg.eigh(stats)
-                    state["bases"][i] = vectors.flip(1).contiguous()
+                    basis = _eigenvectors(stats)
+                    if basis is not None:  # else the last basis stays
+                        state["bases"][i] = basis
+
+
+def _eigenvectors(stats: Tensor) -> Optional[Tensor]:
+    """The eigenvectors of a symmetric ``stats`` (columns, largest eigenvalue first), in its
+    dtype; None where they cannot be had: non-finite values, or LAPACK's float32 ``syevd``
+    failing to converge (it does, on nearly singular statistics in a fit: hence float64, a
+    relative jitter, and None as the last resort)."""
+    if not bool(torch.isfinite(stats).all()):
+        return None
+    s = stats.double()
+    s = s + torch.eye(s.shape[0], dtype=s.dtype, device=s.device) * (1e-12 * float(s.diagonal().abs().max()) + 1e-30)
+    try:
+        _, vectors = torch.linalg.eigh(s)
+    except RuntimeError:  # torch.linalg.LinAlgError
+        return None
+    return vectors.flip(1).to(stats.dtype).contiguous()
