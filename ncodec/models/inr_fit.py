@@ -78,7 +78,7 @@ def fit_image(image: Tensor, lam: float, *, config: InrConfig = InrConfig(), ite
     """Fit a model to ``image`` (float ``[3, H, W]`` in [0, 1]) at rate-distortion weight ``lam``.
 
     ``iterations`` (or, if it runs out first, ``max_seconds`` of wall time, the noise phase
-    then ending at ``noise_fraction`` of the time) with Adam at ``lr`` for the network and
+    then ending at ``noise_fraction`` of the time) at ``lr`` for the network and with Adam at
     ``latent_lr`` (``None``: ``lr``) for the latents, cosine-decayed, on ``device``.
     ``network_optimizer``: ``"soap"`` (:class:`ncodec.models.soap.Soap`) or ``"adam"`` for the
     network's parameters (on a 256x256 CID22 crop at quality 4 and 2000 iterations, SOAP's
