@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ncodec.io import read_rgb
-from ncodec.models.inr import CONTEXT, PRESETS, InrConfig, InrImageModel, arm_contexts
+from ncodec.models.inr import CONTEXT, PRESETS, InrConfig, InrImageModel, arm_contexts, context_columns
 from ncodec.models.inr_coding import encode_network
 from ncodec.models.inr_fit import fit_image, module_groups, network_layers, quantized_latents
 
@@ -110,19 +110,61 @@ def test_synthesis_matches_a_plain_reference_and_bf16_is_close(kernel):
     assert (half - fast).abs().max() < 0.05 * fast.abs().max() and not torch.equal(half, fast)
 
 
-def test_context_gradient_matches_autograd():
-    grids = [torch.randn(1, 1, h, w, dtype=torch.float64, requires_grad=True) for h, w in ((5, 7), (3, 4), (1, 2))]
-    from ncodec.models.inr import _Contexts
+def _plain_columns(grids, ancestors):
+    """context_columns written with autograd: slices of the padded grids and a naive ancestor
+    lookup (grid l + k at (y >> k, x >> k))."""
+    rows = []
+    for level, g in enumerate(grids):
+        h, w = g.shape[-2:]
+        padded = F.pad(g, (3, 2, 3, 0))[0, 0]
+        own = [padded[3 + dy: 3 + dy + h, 3 + dx: 3 + dx + w].reshape(-1) for dy, dx in CONTEXT]
+        ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        lineage = [grids[level + k][0, 0][ys >> k, xs >> k].reshape(-1) if level + k < len(grids)
+                   else g.new_zeros(h * w) for k in range(1, ancestors + 1)]
+        rows.append(torch.stack(own + lineage))
+    return torch.cat(rows, 1)
 
-    assert torch.autograd.gradcheck(lambda *g: _Contexts.apply(*g), grids, fast_mode=True)
-    weights = torch.randn(sum(g.numel() for g in grids), len(CONTEXT), dtype=torch.float64)
-    ours = torch.autograd.grad((_Contexts.apply(*grids) * weights).sum(), grids)
-    # autograd through plain slices of the padded grids
-    plain = torch.cat([torch.stack([F.pad(g, (3, 2, 3, 0))[0, 0, 3 + dy: 3 + dy + g.shape[-2], 3 + dx: 3 + dx + g.shape[-1]]
-                                    .reshape(-1) for dy, dx in CONTEXT], -1) for g in grids])
-    theirs = torch.autograd.grad((plain * weights).sum(), grids)
-    assert all(torch.allclose(a, b) for a, b in zip(ours, theirs))
-    assert torch.equal(_Contexts.apply(*grids), torch.cat([arm_contexts(g) for g in grids]))
+
+@pytest.mark.parametrize("ancestors", [0, 2, 6])
+def test_context_columns_match_autograd(ancestors):
+    grids = [torch.randn(1, 1, h, w, dtype=torch.float64, requires_grad=True)
+             for h, w in ((11, 13), (6, 7), (3, 4), (2, 2), (1, 1))]
+    ours = context_columns(grids, ancestors)
+    theirs = _plain_columns(grids, ancestors)
+    assert ours.shape == (len(CONTEXT) + ancestors, sum(g.numel() for g in grids))
+    assert torch.equal(ours, theirs)
+    weights = torch.randn_like(ours)
+    g_ours = torch.autograd.grad((ours * weights).sum(), grids)
+    g_theirs = torch.autograd.grad((theirs * weights).sum(), grids)
+    assert all(torch.allclose(a, b) for a, b in zip(g_ours, g_theirs))
+    assert torch.autograd.gradcheck(lambda *g: context_columns(g, ancestors), grids, fast_mode=True)
+    assert torch.equal(arm_contexts(grids[0]), theirs[: len(CONTEXT), : grids[0].numel()].T)
+
+
+def test_rate_bits_match_autograd():
+    """The ARM and Laplace of rate_bits (one function, a hand-written gradient) against the
+    same formula through autograd: value and gradients for the latents and the ARM."""
+    torch.manual_seed(0)
+    model = InrImageModel(21, 30, InrConfig(levels=4)).double()
+    with torch.no_grad():
+        for p in model.arm.parameters():
+            p.normal_(0, 0.4)
+    # spread latents, some far in the tails (the mass floor), some scales clamped
+    latents = [(torch.randn_like(y) * 4).requires_grad_() for y in model.latents]
+    ours = model.rate_bits(latents)
+    flat = torch.cat([y.reshape(-1) for y in latents])
+    out = model.arm(_plain_columns(latents, model.config.ancestor_context).T)
+    mu, b = out[:, 0], torch.exp(out[:, 1].clamp(-3.0, 3.9))
+
+    def cdf(t):
+        return 0.5 + 0.5 * torch.sign(t) * (1 - torch.exp(-t.abs() / b))
+
+    theirs = -torch.log2((cdf(flat - mu + 0.5) - cdf(flat - mu - 0.5)).clamp_min(2**-16)).sum()
+    assert torch.allclose(ours, theirs, rtol=1e-12)
+    inputs = [*latents, *model.arm.parameters()]
+    for a, b_ in zip(torch.autograd.grad(ours, inputs), torch.autograd.grad(theirs, inputs)):
+        assert torch.allclose(a, b_, rtol=1e-9, atol=1e-9)
+    assert (out[:, 1] > 3.9).any() or (out[:, 1] < -3.0).any()  # the clamp was exercised
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))

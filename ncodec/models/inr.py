@@ -15,7 +15,7 @@ Nothing here is pretrained: :class:`InrImageModel` is fitted to one image at enc
   the last): RGB in [0, 1] (Cool-chic's "hop" class by default).
 * **ARM** (auto-regressive entropy model). For each latent value, ``CONTEXT`` causal neighbours in
   its own grid (rows above and values to the left, zeros off the grid) and its
-  ``ancestor_context`` co-located values in the coarser grids (:func:`ancestor_index`; a
+  ``ancestor_context`` co-located values in the coarser grids (:func:`context_columns`; a
   decoder decodes the grids coarsest first) go through a small MLP to a location ``mu`` and a
   scale ``b`` (shared by all grids): a Laplace distribution. Training
   charges each latent the Laplace mass of ``[y - 1/2, y + 1/2]`` (:meth:`InrImageModel.rate_bits`);
@@ -28,18 +28,21 @@ and the ARM's MLP for the ``4/3`` latents per pixel: :meth:`InrImageModel.macs_p
 
 Speed (the fit runs these every iteration): the coarser grids are upsampled together
 (depthwise, channels-last), the 1x1 layers are matrix products (bfloat16 on request), the ARM
-sees all grids' contexts as one batch with a hand-written gradient.
+sees all grids' contexts as one batch of columns, contexts, ARM and Laplace each with a
+hand-written gradient.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["CONTEXT", "InrConfig", "InrImageModel", "PRESETS", "ancestor_index", "arm_contexts"]
+__all__ = ["CONTEXT", "InrConfig", "InrImageModel", "PRESETS", "arm_contexts", "context_columns"]
 
 # Causal neighbours (dy, dx) of a latent in its grid: 3 to the left, 5 in each of the 2 rows
 # above, 3 in the third row above. The farthest to the right, (-1, +2), sets the decoder's
@@ -92,79 +95,127 @@ PRESETS: dict[str, InrConfig] = {
 }
 
 
-def _laplace_cdf(x: Tensor, b: Tensor) -> Tensor:
-    return 0.5 + 0.5 * torch.sign(x) * (1 - torch.exp(-x.abs() / b))
-
-
 def arm_contexts(grid: Tensor) -> Tensor:
     """The ``CONTEXT`` neighbours of every value of ``grid [1, 1, h, w]``: ``[h * w, len(CONTEXT)]``
     (zeros outside the grid), rows in raster order."""
-    return _Contexts.apply(grid)
+    return context_columns([grid], 0).T
 
 
-def ancestor_index(shapes: list[tuple[int, int]], slots: int) -> Tensor:
-    """Where each latent's ancestors lie: ``[n, slots]`` int64 for the ``n`` latents of grids
-    ``shapes`` (``[(h, w)]``, finest first; flattened and concatenated in that order), entry
-    ``k - 1`` the index in that concatenation of grid ``l + k``'s value at ``(y >> k, x >> k)``,
-    or ``n`` (a zero appended to it) where grid ``l + k`` does not exist. (Grid ``l + k`` has
-    ``ceil(h_l / 2^k)`` rows, so ``y >> k`` always lies in it.)"""
-    sizes = [h * w for h, w in shapes]
-    bases = [sum(sizes[:i]) for i in range(len(sizes))]
-    n = sum(sizes)
-    out = []
-    for level, (h, w) in enumerate(shapes):
-        cols = []
-        for k in range(1, slots + 1):
-            if level + k < len(shapes):
-                _, wk = shapes[level + k]
-                rows = torch.arange(h, dtype=torch.int64) >> k
-                cols_ = torch.arange(w, dtype=torch.int64) >> k
-                cols.append((bases[level + k] + rows[:, None] * wk + cols_[None, :]).reshape(-1))
-            else:
-                cols.append(torch.full((h * w,), n, dtype=torch.int64))
-        out.append(torch.stack(cols, 1) if cols else torch.zeros(h * w, 0, dtype=torch.int64))
-    return torch.cat(out) if out else torch.zeros(0, slots, dtype=torch.int64)
+def context_columns(latents: Sequence[Tensor], ancestors: int) -> Tensor:
+    """Every latent's ARM context as one column: ``[len(CONTEXT) + ancestors, n]`` for the ``n``
+    values of the grids ``latents`` (``[1, 1, h, w]``, finest first; flattened in raster order
+    and concatenated). Rows ``0 .. len(CONTEXT) - 1``: the ``CONTEXT`` neighbours in the
+    latent's own grid (0 off the grid); row ``len(CONTEXT) + k - 1``: grid ``l + k``'s value at
+    ``(y >> k, x >> k)`` for a latent at ``(y, x)`` of grid ``l`` (0 where grid ``l + k`` does not
+    exist; grid ``l + k`` has ``ceil(h_l / 2^k)`` rows, so ``y >> k`` always lies in it).
 
-
-def _context_views(rows: Tensor, h: int, w: int):
-    """``rows [h * w, len(CONTEXT)]`` as ``[h, w]`` views, one per neighbour."""
-    grid_rows = rows.view(h, w, len(CONTEXT))
-    return [grid_rows[..., k] for k in range(len(CONTEXT))]
+    Differentiable, with a hand-written gradient. Columns rather than rows: every row is a
+    contiguous run per grid to write, and the ARM's matrix products on ``[features, n]`` are
+    the fast layout on CPUs. (:meth:`InrImageModel.rate_bits` at 512x512, forward and
+    backward on 2 threads of the 2-core Intel VM: 67 ms with these columns and the ARM of
+    :class:`_ArmRate`, 111 ms with rows of contexts, an index gather of the ancestors and
+    autograd's ARM.)"""
+    return _ContextColumns.apply(ancestors, *latents)
 
 
 def _neighbour_slices(h: int, w: int):
-    """Where each neighbour of ``CONTEXT`` lies in a grid padded as :func:`arm_contexts` pads."""
+    """Where each neighbour of ``CONTEXT`` lies in a grid padded by ``_PAD_*``."""
     return [(slice(_PAD_TOP + dy, _PAD_TOP + dy + h), slice(_PAD_LEFT + dx, _PAD_LEFT + dx + w)) for dy, dx in CONTEXT]
 
 
-class _Contexts(torch.autograd.Function):
-    """:func:`arm_contexts` of several grids, their rows concatenated, with a hand-written
-    backward (one padded gradient buffer per grid, the neighbours' gradients added in place):
-    several times cheaper than autograd's through slices and a stack."""
+class _ContextColumns(torch.autograd.Function):
+    """:func:`context_columns`. Backward: each grid's neighbour gradients are added into one
+    padded buffer per grid; an ancestor row's gradient is summed over each ``2^k x 2^k``
+    block into its coarse value."""
 
     @staticmethod
-    def forward(ctx, *grids: Tensor) -> Tensor:
+    def forward(ctx, ancestors: int, *grids: Tensor) -> Tensor:
         shapes = [tuple(g.shape[-2:]) for g in grids]
-        ctx.shapes = shapes
-        out = grids[0].new_empty(sum(h * w for h, w in shapes), len(CONTEXT))
+        ctx.shapes, ctx.ancestors = shapes, ancestors
+        out = grids[0].new_empty(len(CONTEXT) + ancestors, sum(h * w for h, w in shapes))
         start = 0
-        for g, (h, w) in zip(grids, shapes):
+        for level, (g, (h, w)) in enumerate(zip(grids, shapes)):
+            rows = out[:, start: start + h * w].view(-1, h, w)
             padded = F.pad(g.reshape(h, w), (_PAD_LEFT, _PAD_RIGHT, _PAD_TOP, 0))
-            for view, (sy, sx) in zip(_context_views(out[start: start + h * w], h, w), _neighbour_slices(h, w)):
-                view.copy_(padded[sy, sx])
+            for k, (sy, sx) in enumerate(_neighbour_slices(h, w)):
+                rows[k].copy_(padded[sy, sx])
+            for k in range(1, ancestors + 1):
+                row = rows[len(CONTEXT) + k - 1]
+                if level + k >= len(grids):
+                    row.zero_()
+                    continue
+                (hk, wk), f = shapes[level + k], 2**k
+                blocks = grids[level + k].reshape(hk, 1, wk, 1).expand(hk, f, wk, f)
+                row.copy_(blocks.reshape(hk * f, wk * f)[:h, :w])
             start += h * w
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        grads, start = [], 0
-        for h, w in ctx.shapes:
-            buffer = grad.new_zeros(h + _PAD_TOP, w + _PAD_LEFT + _PAD_RIGHT)
-            for view, (sy, sx) in zip(_context_views(grad[start: start + h * w], h, w), _neighbour_slices(h, w)):
-                buffer[sy, sx] += view
-            grads.append(buffer[_PAD_TOP:, _PAD_LEFT: _PAD_LEFT + w].reshape(1, 1, h, w))
+        shapes, ancestors = ctx.shapes, ctx.ancestors
+        grad = grad.contiguous()
+        buffers = [grad.new_zeros(h + _PAD_TOP, w + _PAD_LEFT + _PAD_RIGHT) for h, w in shapes]
+        start = 0
+        for level, (h, w) in enumerate(shapes):
+            rows = grad[:, start: start + h * w].view(-1, h, w)
+            for k, (sy, sx) in enumerate(_neighbour_slices(h, w)):
+                buffers[level][sy, sx] += rows[k]
+            for k in range(1, min(ancestors, len(shapes) - 1 - level) + 1):
+                (hk, wk), f = shapes[level + k], 2**k
+                blocks = F.pad(rows[len(CONTEXT) + k - 1], (0, wk * f - w, 0, hk * f - h)).view(hk, f, wk, f)
+                buffers[level + k][_PAD_TOP:, _PAD_LEFT: _PAD_LEFT + wk] += blocks.sum((1, 3))
             start += h * w
-        return tuple(grads)
+        return (None, *[b[_PAD_TOP:, _PAD_LEFT: _PAD_LEFT + w].reshape(1, 1, h, w) for b, (h, w) in zip(buffers, shapes)])
+
+
+class _ArmRate(torch.autograd.Function):
+    """Bits of latents ``flat [n]`` under the ARM (layers ``weight, bias, ...``, ReLU between)
+    applied to their context columns ``[features, n]``: ``-log2`` of the Laplace mass of
+    ``[y - mu - 1/2, y - mu + 1/2]`` (floored at ``2^-16``), ``b = exp(clamp(raw, -3, 3.9))``,
+    summed. One function with a hand-written gradient: the ARM runs on all ``4/3`` latents per
+    pixel every iteration, and autograd's graph of its matrix products, ReLUs, clamp and
+    Laplace costs about twice its arithmetic."""
+
+    @staticmethod
+    def forward(ctx, columns: Tensor, flat: Tensor, *layers: Tensor) -> Tensor:
+        weights, biases = layers[0::2], layers[1::2]
+        inputs, x = [columns], columns
+        for i, (weight, bias) in enumerate(zip(weights, biases)):
+            x = torch.addmm(bias[:, None], weight, x)
+            if i < len(weights) - 1:
+                x = x.clamp_min_(0)
+                inputs.append(x)
+        raw = x[1]
+        b = raw.clamp(-3.0, 3.9).exp_()
+        v = flat - x[0]
+        upper, lower = v + 0.5, v - 0.5
+        e_upper, e_lower = (upper.abs() / -b).exp_(), (lower.abs() / -b).exp_()
+        # the Laplace CDF 1/2 + sign(t) (1 - exp(-|t|/b)) / 2 at both ends: mass = difference
+        mass = 0.5 * (upper.sign() * (1 - e_upper) - lower.sign() * (1 - e_lower))
+        ctx.save_for_backward(*inputs, *weights, raw, b, upper, lower, e_upper, e_lower, mass)
+        ctx.layers = len(weights)
+        return -torch.log2(mass.clamp_min(2**-16)).sum()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        saved = ctx.saved_tensors
+        inputs, weights = saved[: ctx.layers], saved[ctx.layers: 2 * ctx.layers]
+        raw, b, upper, lower, e_upper, e_lower, mass = saved[2 * ctx.layers:]
+        # d bits / d mass, 0 where the floor holds
+        d_mass = torch.ops.aten.threshold_backward(-grad / (mass * math.log(2)), mass, 2**-16)
+        d_v = d_mass * (e_upper - e_lower) / (2 * b)
+        d_b = d_mass * (lower * e_lower - upper * e_upper) / (2 * b * b)
+        d_raw = torch.where((raw >= -3.0) & (raw <= 3.9), d_b * b, 0.0)
+        d_x = torch.stack([-d_v, d_raw])
+        layer_grads: list[Tensor] = []
+        d_columns = None
+        for i in range(ctx.layers - 1, -1, -1):
+            layer_grads = [d_x @ inputs[i].T, d_x.sum(1)] + layer_grads
+            if i > 0:
+                d_x = torch.ops.aten.threshold_backward(weights[i].T @ d_x, inputs[i], 0.0)  # ReLU's
+            elif ctx.needs_input_grad[0]:
+                d_columns = weights[0].T @ d_x
+        return (d_columns, d_v, *layer_grads)
 
 
 def _bilinear_kernel(size: int) -> Tensor:
@@ -201,7 +252,6 @@ class InrImageModel(nn.Module):
             nn.init.zeros_(conv.bias)
         if not 0 <= config.ancestor_context <= 15:
             raise ValueError(f"ancestor_context must lie in 0 .. 15, not {config.ancestor_context}")
-        self._ancestors: Tensor | None = None  # ancestor_index of the grids, built when first needed
         h, layers, width = config.arm_hidden, [], len(CONTEXT) + config.ancestor_context
         for _ in range(config.arm_layers):
             layers += [nn.Linear(width, h), nn.ReLU()]
@@ -285,14 +335,6 @@ class InrImageModel(nn.Module):
             x = F.relu(x) if i < last else x
         return x
 
-    def arm_parameters(self, contexts: Tensor, *, bf16: bool = False) -> tuple[Tensor, Tensor]:
-        """``(mu, b)`` ``[n]`` of contexts ``[n, len(CONTEXT) + ancestor_context]`` (``b`` in
-        [0.05, 50]); ``bf16`` as in :meth:`synthesize`."""
-        with torch.autocast(contexts.device.type, dtype=torch.bfloat16, enabled=bf16):
-            out = self.arm(contexts)
-        out = out.float()
-        return out[:, 0], torch.exp(out[:, 1].clamp(-3.0, 3.9))
-
     def logits(self, mu: Tensor, b: Tensor) -> Tensor:
         """Log-probabilities (unnormalised) ``[n, 2R + 1]`` of the alphabet."""
         return -(self.alphabet.view(1, -1) - mu.view(-1, 1)).abs() / b.view(-1, 1)
@@ -309,20 +351,15 @@ class InrImageModel(nn.Module):
         start = self._pointwise(colour.new_zeros(self.config.levels, 1))[:, 0]
         self.synthesis[-1].bias.add_(colour - start)
 
-    def rate_bits(self, latents: list[Tensor], *, bf16: bool = False) -> Tensor:
+    def rate_bits(self, latents: list[Tensor]) -> Tensor:
         """Bits of the (quantised, or noisy) ``latents`` under the ARM's Laplace: the mass of
         ``[y - 1/2, y + 1/2]`` (a smooth proxy for non-integer ``y``), a scalar. All grids go
         through the ARM as one batch, each latent's context its spatial neighbours then its
-        ancestors (:func:`ancestor_index`)."""
-        contexts = _Contexts.apply(*latents)
+        ancestors (:func:`context_columns`)."""
+        columns = context_columns(latents, self.config.ancestor_context)
         flat = torch.cat([y.reshape(-1) for y in latents])
-        if self.config.ancestor_context:
-            if self._ancestors is None or self._ancestors.device != flat.device:
-                shapes = [tuple(y.shape[-2:]) for y in latents]
-                self._ancestors = ancestor_index(shapes, self.config.ancestor_context).to(flat.device)
-            contexts = torch.cat([contexts, torch.cat([flat, flat.new_zeros(1)])[self._ancestors]], 1)
-        mu, b = self.arm_parameters(contexts, bf16=bf16)
-        return _laplace_bits(flat - mu, b)
+        layers = [t for m in self.arm if isinstance(m, nn.Linear) for t in (m.weight, m.bias)]
+        return _ArmRate.apply(columns, flat, *layers)
 
     def macs_per_pixel(self) -> float:
         """Multiply-accumulates per decoded pixel: synthesis, residual, upsampling (the
@@ -338,9 +375,3 @@ class InrImageModel(nn.Module):
         upsampling = self.config.upsampler_kernel ** 2 / 4 * upsampled
         return synthesis + arm * sum(sizes) / pixels + upsampling
 
-
-def _laplace_bits(v: Tensor, b: Tensor) -> Tensor:
-    """``-log2`` of the Laplace(0, b) mass of ``[v - 1/2, v + 1/2]``, summed. With ``a = |v|``:
-    ``exp(-a/b) sinh(1/(2b))`` for ``a >= 1/2``, ``1 - exp(-1/(2b)) cosh(a/b)`` inside."""
-    upper, lower = _laplace_cdf(v + 0.5, b), _laplace_cdf(v - 0.5, b)
-    return -torch.log2((upper - lower).clamp_min(2**-16)).sum()

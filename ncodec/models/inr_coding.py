@@ -34,7 +34,7 @@ from ncodec.entropy.logits import LOG_SCALE_MIN, STEPS_PER_NAT, LogitStage, lapl
 from ncodec.entropy.stage import CdfTable, EntropyStage
 from ncodec.errors import BitstreamError
 from ncodec.models.exact import FRACTION_BITS, ExactLinear
-from ncodec.models.inr import _PAD_LEFT, _PAD_RIGHT, _PAD_TOP, CONTEXT, ancestor_index, arm_contexts
+from ncodec.models.inr import _PAD_LEFT, _PAD_RIGHT, _PAD_TOP, CONTEXT, context_columns
 
 __all__ = ["ExactArm", "GroupCoding", "MAX_HALF", "SCALE_LADDER", "choose_coding", "decode_latents", "decode_network",
            "encode_latents", "encode_network", "group_ints", "layer_bits", "wavefront_order"]
@@ -131,26 +131,19 @@ def encode_latents(arm: ExactArm, latents: Sequence[Tensor], latent_range: int, 
     """One substream of the integer ``latents`` (grids ``[1, 1, h, w]``, values in
     ``-latent_range .. latent_range``), in wavefront order (module docstring), each latent's
     context its neighbours and ``ancestors`` co-located values of coarser grids
-    (:func:`ncodec.models.inr.ancestor_index`)."""
+    (:func:`ncodec.models.inr.context_columns`)."""
     ints = [y.detach().cpu().reshape(y.shape[-2:]).to(torch.int64) for y in latents]
     if any(int(y.abs().max()) > latent_range for y in ints if y.numel()):
         raise ValueError(f"latents must lie in -{latent_range}..{latent_range}")
     shapes = [tuple(y.shape) for y in ints]
-    if ancestors:
-        flat = torch.cat([y.reshape(-1) for y in ints] + [torch.zeros(1, dtype=torch.int64)])
-        lineage = flat[ancestor_index(shapes, ancestors)].to(torch.float64).split([y.numel() for y in ints])
-    mus, scales = [], []
-    for i, y in enumerate(ints):
-        contexts = arm_contexts(y.to(torch.float64).view(1, 1, *y.shape))
-        mu, log_scale = arm(torch.cat([contexts, lineage[i]], 1) if ancestors else contexts)
-        mus.append(mu.numpy())
-        scales.append(log_scale.numpy())
+    columns = context_columns([y.to(torch.float64).view(1, 1, *y.shape) for y in ints], ancestors)
+    mu, log_scale = arm.parameters_of(columns.T.numpy())  # raster order, grid after grid
     level, ys, xs, _ = wavefront_order(shapes, coarse_first=ancestors > 0)
     widths = np.array([y.shape[1] for y in ints], dtype=np.int64)
     bases = np.concatenate([[0], np.cumsum([y.numel() for y in ints])])[:-1]
     flat_index = bases[level] + ys * widths[level] + xs
     values = np.concatenate([y.reshape(-1).numpy() for y in ints])[flat_index]
-    mu, log_scale = np.concatenate(mus)[flat_index], np.concatenate(scales)[flat_index]
+    mu, log_scale = mu[flat_index], log_scale[flat_index]
     stage = _latent_stage(latent_range)
     writer = stage.writer()
     for i in range(0, values.size, _ENCODE_BATCH):

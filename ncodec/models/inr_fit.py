@@ -13,8 +13,9 @@ values it will store. The latents learn with Adam at a larger rate than the netw
 fit starts from the image's mean colour (a random start could leave a colour channel dead:
 see :meth:`InrImageModel.start_at_colour`).
 
-Speed (CID22 val photo 512x512, 1 thread, busy 2-core VM): ~150-180 ms per iteration for
-the default preset, ~135 for the light one (the first version of this fit: ~315-435).
+Speed (CID22 val photo 512x512, 2 threads, the 2-core Intel Xeon VM, quiet): ~155 ms per
+iteration for the default preset (~195 before the ARM's columns and hand-written gradient,
+:func:`ncodec.models.inr.context_columns`); a 256x256 crop on 1 thread: ~64 ms.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def fit_image(image: Tensor, lam: float, *, config: InrConfig = InrConfig(), ite
     (0.95, 0.95), against C3's uniform noise and Adam's (0.9, 0.999): the fit's final
     ``MSE + lam * bpp`` fell 3-13 % on a 256x256 CID22 crop at qualities 3-6 and 2000
     iterations, 5.8 % on 512x512 photo 1189261 at quality 4 and 1000.) ``bf16`` runs the
-    synthesis's 1x1 layers and the ARM in bfloat16 during the fit (about 2x faster on CPUs with
+    synthesis's 1x1 layers in bfloat16 during the fit (about 2x faster on CPUs with
     bfloat16 units; default: on for CPUs that have them, off elsewhere); the result is always
     evaluated in float32. The model comes back on the CPU.
 
@@ -143,7 +144,7 @@ def fit_image(image: Tensor, lam: float, *, config: InrConfig = InrConfig(), ite
         latents = [v.view(y.shape) for v, y in zip(flat.split(sizes), model.latents)]
         x_hat = model.synthesize(latents, bf16=bf16)
         mse = F.mse_loss(x_hat, x)
-        bpp = model.rate_bits(latents, bf16=bf16) / (h * w)
+        bpp = model.rate_bits(latents) / (h * w)
         loss = mse + lam * bpp
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
