@@ -234,6 +234,38 @@ def test_network_quantisation_picks_steps_and_counts_bits(one_thread):
         assert 0 <= 8 * len(data) - parameter_bits(values) < 8 * 16
 
 
+def test_quantize_aware_fit_trains_the_rounded_network(one_thread):
+    """Inside _rounded_network the layers hold multiples of their steps and backward gives the
+    rounded network's gradient; afterwards the unrounded values are back, bit for bit."""
+    from ncodec.models.inr_fit import _layer_steps, _rounded_network
+
+    photo = read_rgb(PHOTO).float().unsqueeze(0) / 255
+    x = torch.nn.functional.interpolate(photo, size=(24, 32), mode="area")[0]
+    model = fit_image(x, 1e-3, config=InrConfig(levels=3, synthesis_hidden=(8,)), iterations=30,
+                      quantize_aware=0.5).model
+    layers = network_layers(model)
+    steps = _layer_steps(model, x, 1e-3)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    latents = quantized_latents(model)
+
+    def loss():
+        return (model.synthesize(latents) - x).pow(2).mean() + model.rate_bits(latents) * 1e-3
+
+    with _rounded_network(layers, steps):
+        for name, module in layers.items():
+            for p in module.parameters():
+                assert torch.equal(p / steps[name], (p / steps[name]).round())
+        grads = torch.autograd.grad(loss(), list(model.arm.parameters()) + list(model.synthesis.parameters()))
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+    assert any(not torch.equal(p / steps[n], (p / steps[n]).round()) for n, m in layers.items() for p in m.parameters())
+    with torch.no_grad():  # the same gradients from a model rounded by hand
+        for name, module in layers.items():
+            for p in module.parameters():
+                p.copy_(torch.round(p / steps[name]) * steps[name])
+    by_hand = torch.autograd.grad(loss(), list(model.arm.parameters()) + list(model.synthesis.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(grads, by_hand))
+
+
 def test_synthesis_in_bands_is_the_same_function():
     """A decoder synthesises bands of rows (bounded memory): the same image as all at once."""
     torch.manual_seed(3)

@@ -7,8 +7,10 @@ synthesis) to the power-of-two step that minimises the same loss with the networ
 Two phases, as Cool-chic and C3 do: first the latents are soft-rounded with additive Gaussian
 noise (a smooth proxy of rounding, :func:`_proxy`), then they are rounded with a
 straight-through gradient, at a lower learning rate, so that the model ends fitted to the
-values it will store. The latents learn with Adam at a larger rate than the network
-(``latent_lr`` 0.1 against ``lr`` 1e-2); the network learns with SOAP
+values it will store; over the last 40 % of the fit the network, too, runs rounded to the
+steps :func:`quantize_network` would choose (straight-through: ``quantize_aware``). The
+latents learn with Adam at a larger rate than the network (``latent_lr`` 0.1 against ``lr``
+1e-2); the network learns with SOAP
 (:class:`ncodec.models.soap.Soap`, betas 0.95, 0.95, as Cool-chic 5 fits its networks). The
 fit starts from the image's mean colour (a random start could leave a colour channel dead:
 see :meth:`InrImageModel.start_at_colour`).
@@ -20,8 +22,10 @@ iteration for the default preset (~195 before the ARM's columns and hand-written
 
 from __future__ import annotations
 
+import copy
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -75,7 +79,8 @@ def fit_image(image: Tensor, lam: float, *, config: InrConfig = InrConfig(), ite
               max_seconds: float | None = None, lr: float = 1e-2, noise_fraction: float = 0.8,
               seed: int = 0, progress: bool = False, log_every: int = 100, device: str | torch.device = "cpu",
               bf16: bool | None = None, latent_lr: float | None = 0.1,
-              network_betas: tuple[float, float] = (0.95, 0.95), network_optimizer: str = "soap") -> FitResult:
+              network_betas: tuple[float, float] = (0.95, 0.95), network_optimizer: str = "soap",
+              quantize_aware: float = 0.4) -> FitResult:
     """Fit a model to ``image`` (float ``[3, H, W]`` in [0, 1]) at rate-distortion weight ``lam``.
 
     ``iterations`` (or, if it runs out first, ``max_seconds`` of wall time, the noise phase
@@ -93,7 +98,14 @@ def fit_image(image: Tensor, lam: float, *, config: InrConfig = InrConfig(), ite
     iterations, 5.8 % on 512x512 photo 1189261 at quality 4 and 1000.) ``bf16`` runs the
     synthesis's 1x1 layers in bfloat16 during the fit (about 2x faster on CPUs with
     bfloat16 units; default: on for CPUs that have them, off elsewhere); the result is always
-    evaluated in float32. The model comes back on the CPU.
+    evaluated in float32. ``quantize_aware``: the last fraction of the fit in which the network
+    trains through its own quantisation. At its start each layer's step is chosen as
+    :func:`quantize_network` chooses it (on a copy of the model); every iteration from then on
+    runs with the network's parameters rounded to those steps, and the optimisers update the
+    unrounded ones (a straight-through gradient). On a 256x256 CID22 crop (quality 4, 2000
+    iterations) the final ``MSE + lam * bpp`` after :func:`quantize_network` fell 1.6-3.8 %
+    in each of 3 seeds at 0.4 (0.6 % on average at 0.2). 0: off. The model comes back on the
+    CPU.
 
     Speed: PyTorch allocates and frees large buffers every iteration; glibc's default of
     returning them to the system (mmap) costs page faults. ``MALLOC_MMAP_MAX_=0
@@ -130,25 +142,29 @@ def fit_image(image: Tensor, lam: float, *, config: InrConfig = InrConfig(), ite
         bar = tqdm(total=iterations, desc="fitting", unit="it", mininterval=1)
     done = 0
     sizes = [y.numel() for y in model.latents]
+    layers, steps = network_layers(model), None
     for it in range(iterations):
         elapsed = time.perf_counter() - start
         progress_frac = it / iterations if max_seconds is None else max(it / iterations, elapsed / max_seconds)
         if progress_frac >= 1:
             break
         phase = "noise" if progress_frac < noise_fraction else "round"
+        if steps is None and quantize_aware > 0 and progress_frac >= 1 - quantize_aware:
+            steps = _layer_steps(model, image, lam)
         for group in param_groups:
             scale = 1.0 if phase == "noise" else 0.1
             group["lr"] = group["base_lr"] * scale * 0.5 * (1 + math.cos(math.pi * progress_frac))
         flat = _proxy(torch.cat([y.reshape(-1) for y in model.latents]), phase, r,
                       min(1.0, progress_frac / noise_fraction) if noise_fraction > 0 else 1.0)
         latents = [v.view(y.shape) for v, y in zip(flat.split(sizes), model.latents)]
-        x_hat = model.synthesize(latents, bf16=bf16)
-        mse = F.mse_loss(x_hat, x)
-        bpp = model.rate_bits(latents) / (h * w)
-        loss = mse + lam * bpp
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
-        loss.backward()
+        with _rounded_network(layers, steps):
+            x_hat = model.synthesize(latents, bf16=bf16)
+            mse = F.mse_loss(x_hat, x)
+            bpp = model.rate_bits(latents) / (h * w)
+            loss = mse + lam * bpp
+            loss.backward()
         for opt in optimizers:
             opt.step()
         done = it + 1
@@ -161,6 +177,35 @@ def fit_image(image: Tensor, lam: float, *, config: InrConfig = InrConfig(), ite
     if bar is not None:
         bar.close()
     return FitResult(model.cpu().eval(), done, time.perf_counter() - start, log)
+
+
+def _layer_steps(model: InrImageModel, image: Tensor, lam: float) -> dict[str, float]:
+    """The step :func:`quantize_network` would choose now for each of :func:`network_layers`,
+    found on a copy (on the CPU) of ``model``."""
+    info = quantize_network(copy.deepcopy(model).cpu(), image.detach().cpu(), lam)
+    return {name: info[name]["step"] for name in network_layers(model)}
+
+
+@contextmanager
+def _rounded_network(layers: dict[str, torch.nn.Module], steps: dict[str, float] | None):
+    """Within the block, each layer's parameters rounded to multiples of its step (``None``:
+    unchanged); afterwards their unrounded values back. (A forward and backward inside it
+    give the rounded network's gradients: the straight-through estimate for the unrounded.)"""
+    if steps is None:
+        yield
+        return
+    kept = []
+    with torch.no_grad():
+        for name, module in layers.items():
+            for p in module.parameters():
+                kept.append((p, p.detach().clone()))
+                p.copy_(torch.round(p / steps[name]) * steps[name])
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for p, value in kept:
+                p.copy_(value)
 
 
 def _adam_options(device: torch.device) -> dict:
