@@ -96,8 +96,9 @@ def fit_image(image: Tensor, lam: float, *, config: InrConfig = InrConfig(), ite
     (0.95, 0.95), against C3's uniform noise and Adam's (0.9, 0.999): the fit's final
     ``MSE + lam * bpp`` fell 3-13 % on a 256x256 CID22 crop at qualities 3-6 and 2000
     iterations, 5.8 % on 512x512 photo 1189261 at quality 4 and 1000.) ``bf16`` runs the
-    synthesis's 1x1 layers in bfloat16 during the fit (about 2x faster on CPUs with
-    bfloat16 units; default: on for CPUs that have them, off elsewhere); the result is always
+    synthesis's 1x1 layers in bfloat16 during the fit (faster on CPUs with bfloat16 units: the
+    synthesis and the ARM together ran about 2x faster when both used it; default: on for CPUs
+    that have them, off elsewhere); the result is always
     evaluated in float32. ``quantize_aware``: the last fraction of the fit in which the network
     trains through its own quantisation. At its start each layer's step is chosen as
     :func:`quantize_network` chooses it (on a copy of the model); every iteration from then on
