@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from ncodec.io import read_rgb
 from ncodec.models.inr import CONTEXT, PRESETS, InrConfig, InrImageModel, arm_contexts, context_columns
 from ncodec.models.inr_coding import encode_network
-from ncodec.models.inr_fit import fit_image, module_groups, network_layers, quantized_latents
+from ncodec.models.inr_fit import fit_image
+from ncodec.models.inr_quantize import module_groups, network_layers, quantized_latents
 
 PHOTO = sorted((Path(__file__).resolve().parents[1] / "ncodec" / "data" / "images").glob("*.png"))[0]
 
@@ -211,7 +212,7 @@ def test_fit_starts_at_the_mean_colour(seed):
 
 
 def test_network_quantisation_picks_steps_and_counts_bits(one_thread):
-    from ncodec.models.inr_fit import PARAMETER_STEPS, parameter_bits, quantize_network
+    from ncodec.models.inr_quantize import PARAMETER_STEPS, parameter_bits, quantize_network
 
     photo = read_rgb(PHOTO).float().unsqueeze(0) / 255
     x = torch.nn.functional.interpolate(photo, size=(32, 48), mode="area")[0]
@@ -232,6 +233,68 @@ def test_network_quantisation_picks_steps_and_counts_bits(one_thread):
             layer.weight.copy_(values.view(10, 50).float())
         data, _ = encode_network([layer], [0])
         assert 0 <= 8 * len(data) - parameter_bits(values) < 8 * 16
+
+
+def test_linear_chain_rank1_values_equal_a_recomputation():
+    """_LinearChain.value_if (a rank-1 update from cached activations) equals the chain rerun
+    with the parameter changed, for a weight and a bias of every layer, and commit leaves the
+    caches a rerun would."""
+    from ncodec.models.inr_quantize import _LinearChain
+
+    torch.manual_seed(5)
+    layers = [torch.nn.Linear(a, b) for a, b in ((7, 12), (12, 9), (9, 3))]
+    inputs, target = torch.randn(7, 200), torch.randn(3, 200)
+
+    def tail(out):
+        return float((out - target).pow(2).sum())
+
+    with torch.no_grad():
+        chain = _LinearChain(layers, inputs, tail)
+        for k, layer in enumerate(layers):
+            for index in (0, layer.weight.numel() - 1, 5, layer.weight.numel() + 1):  # weights, a bias
+                predicted = chain.value_if(k, index, 0.25)
+                p = layer.weight.view(-1) if index < layer.weight.numel() else layer.bias
+                i = index if index < layer.weight.numel() else index - layer.weight.numel()
+                p[i] += 0.25
+                chain.commit()  # the caches take the change: as if recomputed
+                cached = [t.clone() for t in chain.pre + chain.layer_inputs]
+                assert predicted == pytest.approx(chain.refresh(), rel=1e-5), (k, index)
+                for a, b in zip(cached, chain.pre + chain.layer_inputs):
+                    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+                p[i] -= 0.25
+                chain.refresh()
+
+
+def test_network_rdoq_lowers_the_cost_it_reports(one_thread):
+    """refine_network keeps every parameter a multiple of its layer's step, moves some, and
+    reports MSE, latent bits and network bits that a recomputation from scratch confirms, at a
+    lower MSE + lam * bpp than quantize_network's."""
+    from ncodec.models.inr_quantize import parameter_bits, quantize_network, refine_network
+
+    photo = read_rgb(PHOTO).float().unsqueeze(0) / 255
+    x = torch.nn.functional.interpolate(photo, size=(32, 48), mode="area")[0]
+    model = fit_image(x, 1e-3, config=InrConfig(levels=3, synthesis_hidden=(8,)), iterations=60).model
+    lam, pixels = 1e-3, 32 * 48
+    info = quantize_network(model, x, lam)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    refined = refine_network(model, x, lam, info)
+    assert refined["mse"] + lam * refined["bpp"] < info["mse"] + lam * info["bpp"]
+    assert any(not torch.equal(p, before[n]) for n, p in model.named_parameters())
+    with torch.no_grad():
+        latents = quantized_latents(model)
+        mse = float((model.synthesize(latents).clamp(0, 1) - x).pow(2).mean())
+        rate = float(model.rate_bits(latents))
+    network_bits = 0.0
+    for name, module in network_layers(model).items():
+        step = refined[name]["step"]
+        assert step == info[name]["step"]
+        values = torch.cat([p.detach().reshape(-1) for p in module.parameters()]) / step
+        assert torch.equal(values, values.round())
+        assert parameter_bits(values.round()) == refined[name]["bits"]
+        network_bits += refined[name]["bits"]
+    assert refined["network_bits"] == pytest.approx(network_bits)
+    assert refined["mse"] == pytest.approx(mse, rel=1e-5) and refined["latent_bits"] == pytest.approx(rate, rel=1e-5)
+    assert refined["bpp"] == pytest.approx((network_bits + rate) / pixels, rel=1e-6)
 
 
 def test_quantize_aware_fit_trains_the_rounded_network(one_thread):

@@ -3,9 +3,10 @@
 No pretrained weights: encoding fits a small model (:class:`ncodec.models.inr.InrImageModel`:
 latent grids, upsampling, synthesis, ARM) to the image (:func:`ncodec.models.inr_fit.fit_image`
 at the quality's rate-distortion weight), rounds its parameters to power-of-two steps
-(:func:`ncodec.models.inr_fit.quantize_network`), and stores the model and the latents
-(:mod:`ncodec.models.inr_coding`) in one ncodec container: the file holds everything its
-decoding needs. Layout: ``docs/bitstream.md``, "inr-image files".
+(:func:`ncodec.models.inr_quantize.quantize_network`), moves single integers up or down
+where that pays (RDOQ, :func:`~ncodec.models.inr_quantize.refine_network`), and stores the
+model and the latents (:mod:`ncodec.models.inr_coding`) in one ncodec container: the file
+holds everything its decoding needs. Layout: ``docs/bitstream.md``, "inr-image files".
 
 * **Effort** (``effort=`` / ``ncodec encode --effort``): the fit's iterations, :data:`EFFORTS`;
   ``seconds=`` (``--seconds``) caps the fit's wall time instead (the schedule follows the time).
@@ -34,7 +35,9 @@ from ncodec.entropy.logits import LOG_SCALE_MIN
 from ncodec.errors import BitstreamError
 from ncodec.models import inr_coding
 from ncodec.models.inr import PRESETS, InrConfig, InrImageModel
-from ncodec.models.inr_fit import fit_image, module_groups, network_layers, quantize_network, quantized_latents
+from ncodec.models.inr_fit import fit_image
+from ncodec.models.inr_quantize import (module_groups, network_layers, quantize_network, quantized_latents,
+                                        refine_network)
 
 __all__ = ["EFFORTS", "INR_FORMAT", "LAMBDAS", "READABLE_FORMATS", "InrImageCodec", "config_from_meta",
            "pack_model_head", "read_model_head"]
@@ -236,7 +239,7 @@ class InrImageCodec(ImageFiles, Codec):
                         progress=progress, device=self.device)
         model = fit.model
         layers = network_layers(model)
-        info = quantize_network(model, rgb, self.lam, layers)
+        info = refine_network(model, rgb, self.lam, quantize_network(model, rgb, self.lam, layers))
         network, codings = inr_coding.encode_network(list(layers.values()), [info[n]["step_bits"] for n in layers])
         head = pack_model_head(self.config, codings)
         latents = quantized_latents(model)

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["CONTEXT", "InrConfig", "InrImageModel", "PRESETS", "arm_contexts", "context_columns"]
+__all__ = ["CONTEXT", "InrConfig", "InrImageModel", "PRESETS", "arm_contexts", "arm_output_bits", "context_columns"]
 
 # Causal neighbours (dy, dx) of a latent in its grid: 3 to the left, 5 in each of the 2 rows
 # above, 3 in the third row above. The farthest to the right, (-1, +2), sets the decoder's
@@ -168,6 +168,31 @@ class _ContextColumns(torch.autograd.Function):
         return (None, *[b[_PAD_TOP:, _PAD_LEFT: _PAD_LEFT + w].reshape(1, 1, h, w) for b, (h, w) in zip(buffers, shapes)])
 
 
+def _laplace_terms(out: Tensor, flat: Tensor) -> tuple[Tensor, ...]:
+    """The ARM's output ``out [2, n]`` (location ``mu``, raw log-scale) against latents
+    ``flat [n]``: ``raw, b, upper, lower, e_upper, e_lower, mass``, the Laplace mass of
+    ``[y - mu - 1/2, y - mu + 1/2]`` last (``b = exp(clamp(raw, -3, 3.9))``)."""
+    raw = out[1]
+    b = raw.clamp(-3.0, 3.9).exp_()
+    v = flat - out[0]
+    upper, lower = v + 0.5, v - 0.5
+    e_upper, e_lower = (upper.abs() / -b).exp_(), (lower.abs() / -b).exp_()
+    # the Laplace CDF 1/2 + sign(t) (1 - exp(-|t|/b)) / 2 at both ends: mass = difference
+    mass = 0.5 * (upper.sign() * (1 - e_upper) - lower.sign() * (1 - e_lower))
+    return raw, b, upper, lower, e_upper, e_lower, mass
+
+
+def _mass_bits(mass: Tensor) -> Tensor:
+    """``-log2`` of each mass, floored at ``2^-16``, summed: a scalar."""
+    return -torch.log2(mass.clamp_min(2**-16)).sum()
+
+
+def arm_output_bits(out: Tensor, flat: Tensor) -> Tensor:
+    """Bits of latents ``flat [n]`` under the ARM's output ``out [2, n]`` (what
+    :meth:`InrImageModel.rate_bits` sums; no gradient): a scalar."""
+    return _mass_bits(_laplace_terms(out, flat)[-1])
+
+
 class _ArmRate(torch.autograd.Function):
     """Bits of latents ``flat [n]`` under the ARM (layers ``weight, bias, ...``, ReLU between)
     applied to their context columns ``[features, n]``: ``-log2`` of the Laplace mass of
@@ -185,16 +210,10 @@ class _ArmRate(torch.autograd.Function):
             if i < len(weights) - 1:
                 x = x.clamp_min_(0)
                 inputs.append(x)
-        raw = x[1]
-        b = raw.clamp(-3.0, 3.9).exp_()
-        v = flat - x[0]
-        upper, lower = v + 0.5, v - 0.5
-        e_upper, e_lower = (upper.abs() / -b).exp_(), (lower.abs() / -b).exp_()
-        # the Laplace CDF 1/2 + sign(t) (1 - exp(-|t|/b)) / 2 at both ends: mass = difference
-        mass = 0.5 * (upper.sign() * (1 - e_upper) - lower.sign() * (1 - e_lower))
-        ctx.save_for_backward(*inputs, *weights, raw, b, upper, lower, e_upper, e_lower, mass)
+        terms = _laplace_terms(x, flat)
+        ctx.save_for_backward(*inputs, *weights, *terms)
         ctx.layers = len(weights)
-        return -torch.log2(mass.clamp_min(2**-16)).sum()
+        return _mass_bits(terms[-1])
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -321,7 +340,14 @@ class InrImageModel(nn.Module):
         else:  # [channels, pixels]
             x = self._pointwise(u.contiguous().view(u.shape[1], h * w))
             x = x.view(1, 3, h, w).contiguous(memory_format=torch.channels_last)
+        return self.residuals(x)
+
+    def residuals(self, x: Tensor, first: int = 0) -> Tensor:
+        """The 3x3 residual layers from layer ``first`` on, on ``x [1, 3, h, w]`` (the 1x1
+        layers' output, or residual layer ``first``'s input): RGB, not clamped."""
         for i, conv in enumerate(self.residual):
+            if i < first:
+                continue
             x = x + conv(x)
             if i < len(self.residual) - 1:
                 x = F.relu(x)

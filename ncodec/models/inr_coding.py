@@ -1,7 +1,7 @@
 """What an ``inr-image`` file stores, coded: the network's parameters and the latents.
 
-* **Network parameters.** Each layer (:func:`ncodec.models.inr_fit.network_layers`; format 1
-  files: each of three groups, :func:`ncodec.models.inr_fit.module_groups`) is a set of
+* **Network parameters.** Each layer (:func:`ncodec.models.inr_quantize.network_layers`; format 1
+  files: each of three groups, :func:`ncodec.models.inr_quantize.module_groups`) is a set of
   integers ``q`` with its power-of-two step (parameter ``= q * 2^-step_bits``), coded in one
   substream, one exact zero-mean Laplace row per layer (:func:`ncodec.entropy.logits.laplace_row`:
   its log-scale and half-width travel in the file, values beyond the half-width escape).

@@ -1,14 +1,13 @@
 """Fitting an :class:`~ncodec.models.inr.InrImageModel` to one image: the INR codec's encoder.
 
 Loss: ``MSE + lam * bpp`` on RGB in [0, 1], ``bpp`` the ARM's rate of the latents per pixel.
-After the fit, :func:`quantize_network` rounds each layer's parameters (ARM, upsampling,
-synthesis) to the power-of-two step that minimises the same loss with the network's own bits
-(coded as files code them, :mod:`ncodec.models.inr_coding`) counted.
+After the fit, :mod:`ncodec.models.inr_quantize` rounds the network's parameters for the file
+(a step per layer, then RDOQ) by the same loss with the network's own bits counted.
 Two phases, as Cool-chic and C3 do: first the latents are soft-rounded with additive Gaussian
 noise (a smooth proxy of rounding, :func:`_proxy`), then they are rounded with a
 straight-through gradient, at a lower learning rate, so that the model ends fitted to the
 values it will store; over the last 40 % of the fit the network, too, runs rounded to the
-steps :func:`quantize_network` would choose (straight-through: ``quantize_aware``). The
+steps :func:`~ncodec.models.inr_quantize.quantize_network` would choose (straight-through: ``quantize_aware``). The
 latents learn with Adam at a larger rate than the network (``latent_lr`` 0.1 against ``lr``
 1e-2); the network learns with SOAP
 (:class:`ncodec.models.soap.Soap`, betas 0.95, 0.95, as Cool-chic 5 fits its networks). The
@@ -33,10 +32,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ncodec.models.inr import InrConfig, InrImageModel
+from ncodec.models.inr_quantize import network_layers, quantize_network
 from ncodec.models.soap import Soap
 
-__all__ = ["FitResult", "PARAMETER_STEPS", "fit_image", "module_groups", "network_layers", "parameter_bits",
-           "quantize_network", "quantized_latents"]
+__all__ = ["FitResult", "fit_image"]
 
 
 @dataclass
@@ -47,12 +46,6 @@ class FitResult:
     iterations: int
     seconds: float
     log: list[dict] = field(default_factory=list)
-
-
-def quantized_latents(model: InrImageModel) -> list[Tensor]:
-    """The latents rounded and clamped to the alphabet (what a file stores)."""
-    r = model.config.latent_range
-    return [y.detach().round().clamp(-r, r) for y in model.latents]
 
 
 def _softround(x: Tensor, t: float) -> Tensor:
@@ -218,76 +211,3 @@ def _adam_options(device: torch.device) -> dict:
         return {"fused": True}
     except (RuntimeError, TypeError, ValueError):
         return {}
-
-
-# ---------------------------------------------------------------------- network parameters
-
-PARAMETER_STEPS = tuple(2.0**-k for k in range(2, 15))
-"""Quantisation steps tried for a layer's parameters (powers of two: exact to apply)."""
-
-
-def module_groups(model: InrImageModel) -> dict[str, torch.nn.Module]:
-    """The three parameter groups of inr-image format 1 files, one step each: the ARM decides
-    probabilities, the rest (upsampling, synthesis) the pixels."""
-    return {"arm": model.arm, "upsampler": model.upsampler, "synthesis": torch.nn.ModuleList(
-        [*model.synthesis, *model.residual])}
-
-
-def network_layers(model: InrImageModel) -> dict[str, torch.nn.Module]:
-    """The layers whose parameters (weight and bias together) get a step and a Laplace row of
-    their own (inr-image format 2), in file order: ARM ``arm.0 ..``, ``upsampler``, synthesis
-    ``synthesis.0 ..``, residual ``residual.0 ..``. Per layer rather than per group: on a
-    256x256 CID22 crop (2000 iterations, qualities 3-6) the network took 9-18 % fewer bits at
-    -0.2 .. +0.04 dB."""
-    arm = [m for m in model.arm if isinstance(m, torch.nn.Linear)]
-    return {**{f"arm.{i}": m for i, m in enumerate(arm)}, "upsampler": model.upsampler,
-            **{f"synthesis.{i}": m for i, m in enumerate(model.synthesis)},
-            **{f"residual.{i}": m for i, m in enumerate(model.residual)}}
-
-
-def parameter_bits(values: Tensor) -> float:
-    """Bits of integer ``values`` (one layer's) as an inr-image file codes them: one exact
-    zero-mean Laplace row for the layer (:func:`ncodec.models.inr_coding.layer_bits`; the
-    layers share one stream, so its few header bytes are not counted here)."""
-    from ncodec.models.inr_coding import layer_bits
-
-    return layer_bits(values)
-
-
-@torch.no_grad()
-def quantize_network(model: InrImageModel, image: Tensor, lam: float,
-                     layers: dict[str, torch.nn.Module] | None = None) -> dict:
-    """Round each layer's parameters (``layers``, default :func:`network_layers`) of a fitted
-    ``model`` to multiples of the step of :data:`PARAMETER_STEPS` that minimises
-    ``MSE + lam * bpp`` (latents' bits included), layer after layer, in place. Returns
-    ``{layer: {"step", "step_bits", "bits"}, "network_bits", "latent_bits", "mse", "bpp"}``
-    (``step = 2^-step_bits``)."""
-    x = image.detach().float().unsqueeze(0)
-    pixels = x.shape[-2] * x.shape[-1]
-    latents = quantized_latents(model)
-    latent_bits = float(model.rate_bits(latents))
-    arm = {id(p) for p in model.arm.parameters()}
-    chosen: dict = {}
-    for name, module in (network_layers(model) if layers is None else layers).items():
-        decides_rates = any(id(p) in arm for p in module.parameters())
-        original = [p.detach().clone() for p in module.parameters()]
-        best = None
-        for step in PARAMETER_STEPS:
-            ints = [torch.round(p / step) for p in original]
-            for p, q in zip(module.parameters(), ints):
-                p.copy_(q * step)
-            bits = parameter_bits(torch.cat([q.reshape(-1) for q in ints]))
-            mse = float((model.synthesize(latents).clamp(0, 1) - x).pow(2).mean())
-            rate = float(model.rate_bits(latents)) if decides_rates else latent_bits
-            cost = mse + lam * (rate + bits) / pixels
-            if best is None or cost < best[0]:
-                best = (cost, step, bits, rate)
-        _, step, bits, rate = best
-        for p, q in zip(module.parameters(), original):
-            p.copy_(torch.round(q / step) * step)
-        latent_bits = rate
-        chosen[name] = {"step": step, "step_bits": round(-math.log2(step)), "bits": bits}
-    mse = float((model.synthesize(latents).clamp(0, 1) - x).pow(2).mean())
-    network_bits = sum(v["bits"] for v in chosen.values())
-    return {**chosen, "network_bits": network_bits, "latent_bits": latent_bits, "mse": mse,
-            "bpp": (network_bits + latent_bits) / pixels}
