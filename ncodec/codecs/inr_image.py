@@ -56,7 +56,7 @@ LAMBDAS: dict[int, float] = {1: 2e-2, 2: 1e-2, 3: 5e-3, 4: 2.5e-3, 5: 1.2e-3, 6:
 EFFORTS: dict[str, int] = {"fast": 300, "medium": 700, "slow": 3000, "slowest": 10000}
 """Fit iterations per effort preset. ``medium`` (the default) encodes a 512x512 photo in
 106-113 s on 2 threads of the 2-core Intel VM (3 CID22 photos, 5 qualities); that VM has run
-up to 1.7x slower on other days (0.13-0.22 s per fit iteration), which would make it about
+up to 1.7x slower at other times (0.13-0.22 s per fit iteration), which would make it about
 3 minutes."""
 DEFAULT_EFFORT = "medium"
 SUBSTREAMS = ("network", "latents")
