@@ -342,12 +342,10 @@ class InrImageModel(nn.Module):
             x = x.view(1, 3, h, w).contiguous(memory_format=torch.channels_last)
         return self.residuals(x)
 
-    def residuals(self, x: Tensor, first: int = 0) -> Tensor:
-        """The 3x3 residual layers from layer ``first`` on, on ``x [1, 3, h, w]`` (the 1x1
-        layers' output, or residual layer ``first``'s input): RGB, not clamped."""
+    def residuals(self, x: Tensor) -> Tensor:
+        """The 3x3 residual layers on ``x [1, 3, h, w]`` (the 1x1 layers' output): RGB, not
+        clamped."""
         for i, conv in enumerate(self.residual):
-            if i < first:
-                continue
             x = x + conv(x)
             if i < len(self.residual) - 1:
                 x = F.relu(x)
