@@ -43,7 +43,7 @@ def _read_rgb(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
-def run_ours(image: Path, quality: int, iterations: int, threads: int, preset: str) -> dict:
+def run_ours(image: Path, quality: int, iterations: int, threads: int, preset: str, seed: int = 0) -> dict:
     import torch
 
     import ncodec
@@ -53,7 +53,7 @@ def run_ours(image: Path, quality: int, iterations: int, threads: int, preset: s
     torch.set_num_threads(threads)
     x = torch.from_numpy(_read_rgb(image).copy()).permute(2, 0, 1).contiguous()
     codec = InrImageCodec("inr-image" if preset == "default" else f"inr-image-{preset}", quality, preset,
-                          progress=False)
+                          progress=False, seed=seed)
     start = time.perf_counter()
     data = codec.compress(x, effort=iterations)
     seconds = time.perf_counter() - start
@@ -99,6 +99,11 @@ def run_coolchic(image: Path, lam: float, iterations: int, threads: int, repo: P
             "decode_seconds": decode_seconds}
 
 
+def _label(run: dict) -> str:
+    """A run's curve: its codec, and inr-image's fit seed where it is not 0."""
+    return run["codec"] + (f", seed {run['seed']}" if run.get("seed") else "")
+
+
 def report(out: Path) -> None:
     import matplotlib
 
@@ -109,21 +114,23 @@ def report(out: Path) -> None:
 
     runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines() if line.strip()]
     images = sorted({r["image"] for r in runs})
-    lines = ["| image | iterations | threads | BD-rate inr-image vs Cool-chic | BD-PSNR | s/it inr-image | s/it Cool-chic | "
-             "s/it ratio in these runs (their loads may differ: time side by side for a fair ratio) |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| image | iterations | threads | inr-image fit seed | BD-rate inr-image vs Cool-chic | BD-PSNR | s/it inr-image | "
+             "s/it Cool-chic | s/it ratio in these runs (their loads may differ: time side by side for a fair ratio) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     fig, axes = plt.subplots(1, len(images), figsize=(5.5 * len(images), 4.2), squeeze=False)
     for ax, image in zip(axes[0], images):
         for key in sorted({(r["iterations"], r["threads"]) for r in runs if r["image"] == image}):
             curves = {}
             for r in runs:
                 if r["image"] == image and (r["iterations"], r["threads"]) == key:
-                    curves.setdefault(r["codec"], []).append(r)
-            ours = next((v for k, v in curves.items() if k.startswith("ncodec")), [])
+                    curves.setdefault(_label(r), []).append(r)
             peer = next((v for k, v in curves.items() if k.startswith("Cool-chic")), [])
             for name, points in curves.items():
                 points.sort(key=lambda r: r["bpp"])
                 ax.plot([p["bpp"] for p in points], [p["psnr"] for p in points], "o-", label=f"{name}, {key[0]} it")
-            if len(ours) >= 2 and len(peer) >= 2:
+            for ours in (v for k, v in curves.items() if k.startswith("ncodec")):
+                if len(ours) < 2 or len(peer) < 2:
+                    continue
                 args = ([p["bpp"] for p in peer], [p["psnr"] for p in peer], [p["bpp"] for p in ours],
                         [p["psnr"] for p in ours])
                 try:
@@ -132,8 +139,8 @@ def report(out: Path) -> None:
                     rate, gain = f"n/a ({exc})", "n/a"
                 s_ours = np.mean([p["seconds_per_iteration"] for p in ours])
                 s_peer = np.mean([p["seconds_per_iteration"] for p in peer])
-                lines.append(f"| {Path(image).name} | {key[0]} | {key[1]} | {rate} | {gain} | {s_ours:.3f} | "
-                             f"{s_peer:.3f} | {s_peer / s_ours:.2f}x |")
+                lines.append(f"| {Path(image).name} | {key[0]} | {key[1]} | {ours[0].get('seed', 0)} | {rate} | {gain} | "
+                             f"{s_ours:.3f} | {s_peer:.3f} | {s_peer / s_ours:.2f}x |")
         ax.set_title(Path(image).name)
         ax.set_xlabel("bpp (whole file)")
         ax.set_ylabel("PSNR-RGB [dB]")
@@ -143,8 +150,8 @@ def report(out: Path) -> None:
     fig.savefig(out / "rd.png", dpi=110)
     detail = ["", "| image | codec | setting | iterations | bpp | PSNR dB | encode s | s/it | decode s |",
               "|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(runs, key=lambda r: (r["image"], r["codec"], r["bpp"])):
-        detail.append(f"| {Path(r['image']).name} | {r['codec']} | {r['setting']} | {r['iterations']} | {r['bpp']:.4f} | "
+    for r in sorted(runs, key=lambda r: (r["image"], _label(r), r["bpp"])):
+        detail.append(f"| {Path(r['image']).name} | {_label(r)} | {r['setting']} | {r['iterations']} | {r['bpp']:.4f} | "
                       f"{r['psnr']:.2f} | {r['seconds']:.1f} | {r['seconds_per_iteration']:.3f} | "
                       f"{r['decode_seconds']:.2f} |")
     (out / "report.md").write_text("\n".join(lines + detail) + "\n")
@@ -158,6 +165,7 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=2000)
     p.add_argument("--qualities", default="3,4,5,6", help="inr-image qualities")
     p.add_argument("--preset", default="default", help="inr-image model preset (default, light)")
+    p.add_argument("--seed", type=int, default=0, help="inr-image's fit seed (recorded when not 0)")
     p.add_argument("--coolchic", type=Path, help="checkout of Orange-OpenSource/Cool-Chic")
     p.add_argument("--coolchic-python", default=sys.executable)
     p.add_argument("--coolchic-pythonpath", default="", help="PYTHONPATH holding Cool-chic's dependencies")
@@ -173,7 +181,7 @@ def main() -> None:
     if log.exists():
         for line in log.read_text().splitlines():
             r = json.loads(line)
-            done.add((r["image"], r["codec"], r["setting"], r["iterations"], r["threads"]))
+            done.add((r["image"], r["codec"], r["setting"], r["iterations"], r["threads"], r.get("seed", 0)))
     for image in args.images:
         if args.crop:
             from PIL import Image
@@ -191,11 +199,13 @@ def main() -> None:
             jobs += [("coolchic", float(v)) for v in args.coolchic_lambdas.split(",")]
         for kind, setting in jobs:
             name = f"ncodec inr-image ({args.preset})" if kind == "ours" else "Cool-chic 5.0.1 (hop)"
-            key = (str(image), name, setting, args.iterations, args.threads)
+            key = (str(image), name, setting, args.iterations, args.threads, args.seed if kind == "ours" else 0)
             if key in done:
                 continue
             if kind == "ours":
-                result = run_ours(image, setting, args.iterations, args.threads, args.preset)
+                result = run_ours(image, setting, args.iterations, args.threads, args.preset, args.seed)
+                if args.seed:
+                    result["seed"] = args.seed
             else:
                 result = run_coolchic(image, setting, args.iterations, args.threads, args.coolchic,
                                       args.coolchic_python, args.coolchic_pythonpath)

@@ -171,6 +171,8 @@ class InrImageCodec(ImageFiles, Codec):
         effort: default effort (a key of :data:`EFFORTS`) or iteration count.
         seconds: default wall-time cap of the fit (None: none).
         progress: a progress bar while fitting (None: when stderr is a terminal).
+        seed: the fit's random seed (its noise; the same seed, image and settings give the
+            same file on the same machine).
     """
 
     modality = "image"
@@ -188,7 +190,7 @@ class InrImageCodec(ImageFiles, Codec):
 
     def __init__(self, name: str, quality: int, preset: str = "default", device: torch.device | str = "cpu", *,
                  effort: Union[str, int] = DEFAULT_EFFORT, seconds: Optional[float] = None,
-                 progress: Optional[bool] = None):
+                 progress: Optional[bool] = None, seed: int = 0):
         if quality not in LAMBDAS:
             raise ValueError(f"{name} has qualities {sorted(LAMBDAS)}, not {quality}")
         self.name, self.quality, self.preset = name, quality, preset
@@ -196,7 +198,7 @@ class InrImageCodec(ImageFiles, Codec):
         self.device = torch.device(device)
         self.lam = LAMBDAS[quality]
         self.effort, self.seconds = effort, seconds
-        self.progress = progress
+        self.progress, self.seed = progress, int(seed)
         # Decoding depends on no weights: the fingerprint names the codec (in every format the
         # one format 1 introduced; meta["format"] tells the layouts apart).
         self.fingerprint = hashlib.sha256(f"ncodec {name} format 1".encode()).hexdigest()[:32]
@@ -239,7 +241,7 @@ class InrImageCodec(ImageFiles, Codec):
         rgb = img.expand(3, -1, -1) if channels == 1 else img
         progress = sys.stderr.isatty() if self.progress is None else self.progress
         fit = fit_image(rgb, self.lam, config=self.config, iterations=iterations, max_seconds=seconds,
-                        progress=progress, device=self.device)
+                        progress=progress, device=self.device, seed=self.seed)
         model = fit.model
         layers = network_layers(model)
         info = refine_network(model, rgb, self.lam, quantize_network(model, rgb, self.lam, layers))
