@@ -37,7 +37,7 @@ from ncodec.models.exact import FRACTION_BITS, ExactLinear
 from ncodec.models.inr import _PAD_LEFT, _PAD_RIGHT, _PAD_TOP, CONTEXT, context_columns
 
 __all__ = ["ExactArm", "GroupCoding", "MAX_HALF", "SCALE_LADDER", "choose_coding", "decode_latents", "decode_network",
-           "encode_latents", "encode_network", "group_ints", "layer_bits", "wavefront_order"]
+           "encode_latents", "encode_network", "group_ints", "layer_bits", "value_bits", "wavefront_order"]
 
 # Largest log-scale index the ARM may give: its training clamps log b to 3.9 (3.9 * 32 = 124.8).
 _ARM_LOG_SCALE_MAX = 125
@@ -253,14 +253,22 @@ def group_ints(module: nn.Module, step_bits: int) -> Tensor:
     return scaled.to(torch.int64)
 
 
+def value_bits(ints: Tensor, coding: GroupCoding | None = None) -> Tensor:
+    """Bits of each of one layer's integers ``ints`` (float64, shaped like ``ints``) coded with
+    ``coding``'s row (default: the one :func:`choose_coding` picks for them), escapes included,
+    the stream's header not."""
+    ints = ints.to(torch.int64)
+    coding = choose_coding(0, ints) if coding is None else coding
+    row = laplace_row(coding.log_scale, coding.half)
+    flat = ints.reshape(-1)
+    return row.symbol_bits(flat, torch.zeros(flat.numel(), dtype=torch.int64)).double().view(ints.shape)
+
+
 def layer_bits(ints: Tensor) -> float:
     """Bits of one layer's integers ``ints`` coded with the row :func:`choose_coding` picks (on
     the format 2 :data:`SCALE_LADDER`), escapes included, the stream's header not (the layers
     share one stream): what a step choice costs."""
-    ints = ints.reshape(-1).to(torch.int64)
-    coding = choose_coding(0, ints)
-    row = laplace_row(coding.log_scale, coding.half)
-    return float(row.symbol_bits(ints, torch.zeros(ints.numel(), dtype=torch.int64)).double().sum())
+    return float(value_bits(ints).sum())
 
 
 def encode_network(modules: Sequence[nn.Module], step_bits: Sequence[int]) -> tuple[bytes, list[GroupCoding]]:

@@ -17,9 +17,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from ncodec.entropy.logits import laplace_row
 from ncodec.models.inr import InrImageModel, arm_output_bits, context_columns
-from ncodec.models.inr_coding import choose_coding, layer_bits
+from ncodec.models.inr_coding import choose_coding, group_ints, layer_bits, value_bits
 
 __all__ = ["PARAMETER_STEPS", "module_groups", "network_layers", "parameter_bits", "quantize_network",
            "quantized_latents", "refine_network"]
@@ -77,9 +76,11 @@ def quantize_network(model: InrImageModel, image: Tensor, lam: float,
     latents = quantized_latents(model)
     latent_bits = float(model.rate_bits(latents))
     arm = {id(p) for p in model.arm.parameters()}
+    upsampled = model.upsample(latents)
+    mse = _mse(model._synthesize_rows(upsampled, False), x)
     chosen: dict = {}
     for name, module in (network_layers(model) if layers is None else layers).items():
-        decides_rates = any(id(p) in arm for p in module.parameters())
+        decides_rates = any(id(p) in arm for p in module.parameters())  # and not the pixels
         original = [p.detach().clone() for p in module.parameters()]
         best = None
         for step in PARAMETER_STEPS:
@@ -87,17 +88,21 @@ def quantize_network(model: InrImageModel, image: Tensor, lam: float,
             for p, q in zip(module.parameters(), ints):
                 p.copy_(q * step)
             bits = parameter_bits(torch.cat([q.reshape(-1) for q in ints]))
-            mse = _mse(model.synthesize(latents), x)
-            rate = float(model.rate_bits(latents)) if decides_rates else latent_bits
-            cost = mse + lam * (rate + bits) / pixels
+            if decides_rates:
+                step_mse, rate = mse, float(model.rate_bits(latents))
+            else:
+                u = model.upsample(latents) if module is model.upsampler else upsampled
+                step_mse, rate = _mse(model._synthesize_rows(u, False), x), latent_bits
+            cost = step_mse + lam * (rate + bits) / pixels
             if best is None or cost < best[0]:
-                best = (cost, step, bits, rate)
-        _, step, bits, rate = best
+                best = (cost, step, bits, rate, step_mse)
+        _, step, bits, rate, mse = best
         for p, q in zip(module.parameters(), original):
             p.copy_(torch.round(q / step) * step)
+        if module is model.upsampler:
+            upsampled = model.upsample(latents)
         latent_bits = rate
         chosen[name] = {"step": step, "step_bits": round(-math.log2(step)), "bits": bits}
-    mse = _mse(model.synthesize(latents), x)
     network_bits = sum(v["bits"] for v in chosen.values())
     return {**chosen, "network_bits": network_bits, "latent_bits": latent_bits, "mse": mse,
             "bpp": (network_bits + latent_bits) / pixels}
@@ -222,15 +227,12 @@ def refine_network(model: InrImageModel, image: Tensor, lam: float, info: dict, 
                 else:
                     loss = (model.synthesize(latents).clamp(0, 1) - x).pow(2).mean()
                 grads = torch.autograd.grad(loss, params)
-            values = torch.cat([p.detach().reshape(-1) for p in params])
-            ints = torch.round(values.double() / step).to(torch.int64)
+            ints = group_ints(module, info[name]["step_bits"])
             gradient = torch.cat([g.reshape(-1) for g in grads]).double()
-            coding = choose_coding(0, ints)
-            row = laplace_row(coding.log_scale, coding.half)
-            rows = torch.zeros(ints.numel(), dtype=torch.int64)
-            now = row.symbol_bits(ints, rows).double()
-            predicted = torch.stack([gradient * d * step + lam * (row.symbol_bits(ints + d, rows).double() - now)
-                                     / pixels for d in (1, -1)], 1)
+            coding = choose_coding(0, ints)  # held fixed for the prediction; tries re-choose it
+            now = value_bits(ints, coding)
+            predicted = torch.stack([gradient * d * step + lam * (value_bits(ints + d, coding) - now) / pixels
+                                     for d in (1, -1)], 1)
             gain, which = predicted.min(1)
             order = torch.argsort(gain)
             offsets = [0]
