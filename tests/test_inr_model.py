@@ -3,6 +3,7 @@ that learns a small real image."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ncodec.io import read_rgb
-from ncodec.models.inr import CONTEXT, PRESETS, InrConfig, InrImageModel, arm_contexts, context_columns
+from ncodec.models.inr import CONTEXT, PRESETS, InrConfig, InrImageModel, _ArmRate, arm_contexts, context_columns
 from ncodec.models.inr_coding import encode_network
 from ncodec.models.inr_fit import fit_image
 from ncodec.models.inr_quantize import module_groups, network_layers, quantized_latents
@@ -166,6 +167,51 @@ def test_rate_bits_match_autograd():
     for a, b_ in zip(torch.autograd.grad(ours, inputs), torch.autograd.grad(theirs, inputs)):
         assert torch.allclose(a, b_, rtol=1e-9, atol=1e-9)
     assert (out[:, 1] > 3.9).any() or (out[:, 1] < -3.0).any()  # the clamp was exercised
+
+
+def _rate_and_grads(model, latents, fused):
+    """rate_bits and its gradients for the latents and the ARM's parameters, through the fused
+    CPU kernel or through the reference (context columns, then _ArmRate)."""
+    latents = [y.detach().clone().requires_grad_() for y in latents]
+    layers = [t for m in model.arm if isinstance(m, torch.nn.Linear) for t in (m.weight, m.bias)]
+    if fused:
+        bits = model.rate_bits(latents)
+    else:
+        columns = context_columns(latents, model.config.ancestor_context)
+        bits = _ArmRate.apply(columns, torch.cat([y.reshape(-1) for y in latents]), *layers)
+    return [bits.detach(), *torch.autograd.grad(bits, [*latents, *layers])]
+
+
+@pytest.mark.parametrize("preset, size", [("default", (37, 53)), ("light", (37, 53)), ("default", (70, 300))])
+def test_fused_rate_matches_the_reference(preset, size):
+    """The fused CPU kernel (ext/inr_fit.cpp, what rate_bits runs on float32 CPU tensors) against
+    the reference path: the same bits and gradients to float rounding. 70 x 300 spans several
+    bands of rows (their halos and ancestor buffers are merged), 4 levels leave latents whose
+    ancestors lie past the coarsest grid, and 37 x 53 ends rows inside a tile."""
+    torch.manual_seed(0)
+    model = InrImageModel(*size, dataclasses.replace(PRESETS[preset], levels=4))
+    with torch.no_grad():
+        for p in model.arm.parameters():
+            p.normal_(0, 0.4)
+    latents = [torch.randn_like(y) * 4 for y in model.latents]  # some in the tails, some scales clamped
+    ours, ref = _rate_and_grads(model, latents, True), _rate_and_grads(model, latents, False)
+    assert torch.allclose(ours[0], ref[0], rtol=1e-5)
+    for a, b in zip(ours[1:], ref[1:]):
+        assert a.shape == b.shape
+        # (tail latents' masses are differences of numbers near 1: their gradients carry ~1e-3
+        # relative float error in either path)
+        assert (a - b).norm() <= 1e-3 * b.norm()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # bands are summed in a fixed order: the same floats on any thread count
+    try:
+        twice = _rate_and_grads(model, latents, True)
+        torch.set_num_threads(1)
+        once = _rate_and_grads(model, latents, True)
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(once, twice))
+    with torch.no_grad():  # the forward alone gives the same bits
+        assert torch.equal(model.rate_bits(latents), ours[0])
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
