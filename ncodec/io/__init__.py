@@ -16,11 +16,11 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 __all__ = [
     "AUDIO_OUT_SUFFIXES", "AUDIO_SUFFIXES", "AUDIO_TRACK_SUFFIXES", "AudioWriter", "IMAGE_SUFFIXES",
-    "atomic_output", "audio_bytes", "audio_info", "check_output", "image_bytes", "iter_audio_blocks",
+    "atomic_output", "close_atomic", "audio_bytes", "audio_info", "check_output", "image_bytes", "iter_audio_blocks",
     "pil_to_tensor", "read_audio", "read_image", "read_rgb", "write_atomic",
 ]
 
@@ -90,6 +90,21 @@ def atomic_output(path: str | os.PathLike, *, force: bool = False) -> Iterator[P
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def close_atomic(output: contextlib.AbstractContextManager, close: Callable[[], None], exc_type, exc, tb) -> None:
+    """End a streaming writer's :func:`atomic_output` context ``output``: ``close()`` its file
+    first (a container writes its header's lengths or its index on close), then rename it into
+    place; when the writer's block or the close raised, the temporary file is removed and the
+    exception goes on (the block's, or else the close's)."""
+    try:
+        close()
+    except BaseException as close_exc:
+        if exc is None:
+            exc_type, exc, tb = type(close_exc), close_exc, close_exc.__traceback__
+        output.__exit__(exc_type, exc, tb)
+        raise
+    output.__exit__(exc_type, exc, tb)
 
 
 def write_atomic(path: str | os.PathLike, data: bytes, *, force: bool = False) -> None:

@@ -272,17 +272,13 @@ class AudioWriter:
         self.frames += data.shape[0]
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        from ncodec.io import close_atomic
+
         output, f = self._output, self._file
         self._output = self._file = None
-        try:
-            f.close()  # before the rename: libsndfile writes the header's lengths on close
-        except BaseException as close_exc:
-            if exc is None:
-                exc_type, exc, tb = type(close_exc), close_exc, close_exc.__traceback__
-            output.__exit__(exc_type, exc, tb)
-            raise
-        # With an exception: the temporary file is removed and the exception goes on (not swallowed).
-        output.__exit__(exc_type, exc, tb)
+        # libsndfile writes the header's lengths on close; with an exception the temporary
+        # file is removed and the exception goes on (not swallowed)
+        close_atomic(output, f.close, exc_type, exc, tb)
 
 
 # The audio modality: coded from and to named files, in bounded memory; rates in kbps.

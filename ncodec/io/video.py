@@ -333,13 +333,8 @@ class VideoWriter:
                 self._container = self._stream = None
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        from ncodec.io import close_atomic
+
         output = self._output
         self._output = None
-        try:
-            self._close_files()  # before the rename: the container writes its index on close
-        except BaseException as close_exc:
-            if exc is None:
-                exc_type, exc, tb = type(close_exc), close_exc, close_exc.__traceback__
-            output.__exit__(exc_type, exc, tb)
-            raise
-        output.__exit__(exc_type, exc, tb)
+        close_atomic(output, self._close_files, exc_type, exc, tb)  # Matroska/MP4 write their index on close
