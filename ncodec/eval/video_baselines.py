@@ -74,7 +74,7 @@ class VideoBaseline:
             for frame in frames:
                 packed = np.concatenate([p.reshape(-1) for p in frame]).reshape(height * 3 // 2, width)
                 out = av.VideoFrame.from_ndarray(packed, format="yuv420p")
-                out.pts = count
+                out.pts, out.time_base = count, 1 / Fraction(fps)  # one tick per frame
                 start = time.perf_counter()
                 packets = stream.encode(out)
                 seconds += time.perf_counter() - start

@@ -6,6 +6,8 @@ bounded by a frame whatever the clip's length.
 A frame is a :class:`YuvFrame`: three uint8 planes, ``y [H, W]``, ``u`` and ``v
 [ceil(H / 2), ceil(W / 2)]`` (8-bit 4:2:0, the format of video test sequences and of the
 codec's input). Odd sizes are kept as they are: the chroma planes round up.
+:func:`yuv420_to_rgb` and :func:`rgb_to_yuv420` convert (BT.709, limited range) for the
+models and metrics that work on RGB.
 
 Not registered as a modality yet: the video codec registers it with its codec (a registered
 video modality claims .mp4/.mkv/.webm/.mov, which the audio modality reads for their audio
@@ -19,12 +21,15 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, NamedTuple, Optional
 
 import numpy as np
 
+if TYPE_CHECKING:  # torch loads in the functions that need it
+    import torch
+
 __all__ = ["MAX_FRAME_PIXELS", "VIDEO_OUT_SUFFIXES", "VIDEO_SUFFIXES", "VideoInfo", "VideoReader", "VideoWriter",
-           "YuvFrame", "open_video"]
+           "YuvFrame", "open_video", "rgb_to_yuv420", "yuv420_to_rgb"]
 
 VIDEO_SUFFIXES = (".y4m", ".mp4", ".mkv", ".webm", ".mov", ".avi")
 VIDEO_OUT_SUFFIXES = (".y4m", ".mp4", ".mkv")
@@ -66,6 +71,53 @@ class VideoInfo:
     height: int
     fps: Fraction
     frames: Optional[int]
+
+
+# BT.709 (ITU-R BT.709-6): luma weights; limited ("TV") range: Y in 16..235, U and V in 16..240.
+_KR, _KB = 0.2126, 0.0722
+_KG = 1 - _KR - _KB
+
+
+def yuv420_to_rgb(frame: YuvFrame) -> "torch.Tensor":
+    """An 8-bit 4:2:0 frame (BT.709, limited range) as float32 RGB ``[3, H, W]``, nominally in
+    [0, 1] but **not clipped**: real clips hold values outside the limited range (superwhites
+    above Y 235, saturated chroma), and :func:`rgb_to_yuv420` gives them back only if they are
+    kept; a caller that needs [0, 1] clamps. Each chroma sample covers its 2x2 luma pixels
+    (nearest upsampling), so that :func:`rgb_to_yuv420`, which averages 2x2 blocks, gives the
+    chroma back."""
+    import torch
+
+    h, w = frame.size
+    y = (torch.from_numpy(frame.y.astype(np.float32)) - 16) / 219
+    u, v = ((torch.from_numpy(p.astype(np.float32)) - 128) / 224 for p in (frame.u, frame.v))
+    u, v = (c.repeat_interleave(2, 0).repeat_interleave(2, 1)[:h, :w] for c in (u, v))
+    r = y + 2 * (1 - _KR) * v
+    b = y + 2 * (1 - _KB) * u
+    g = (y - _KR * r - _KB * b) / _KG
+    return torch.stack([r, g, b])
+
+
+def rgb_to_yuv420(rgb: "torch.Tensor") -> YuvFrame:
+    """Float RGB ``[3, H, W]`` (nominally [0, 1]) as an 8-bit 4:2:0 frame (BT.709, limited
+    range): chroma is the mean of each 2x2 block (edge pixels repeated for odd sizes), all
+    planes rounded to the nearest integer and clipped to 0..255."""
+    import torch
+    import torch.nn.functional as F
+
+    if rgb.dim() != 3 or rgb.shape[0] != 3:
+        raise ValueError(f"rgb_to_yuv420 needs [3, H, W], got {tuple(rgb.shape)}")
+    x = rgb.detach().float().cpu()
+    r, g, b = x
+    y = _KR * r + _KG * g + _KB * b
+    u, v = (b - y) / (2 * (1 - _KB)), (r - y) / (2 * (1 - _KR))
+    h, w = y.shape
+    chroma = F.pad(torch.stack([u, v])[None], (0, w % 2, 0, h % 2), mode="replicate")
+    u, v = F.avg_pool2d(chroma, 2)[0]
+
+    def to8(t: torch.Tensor, scale: float, offset: float) -> np.ndarray:
+        return (t * scale + offset).round_().clamp_(0, 255).to(torch.uint8).numpy()
+
+    return YuvFrame(to8(y, 219, 16), to8(u, 224, 128), to8(v, 224, 128))
 
 
 def _chroma(n: int) -> int:
