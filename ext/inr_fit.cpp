@@ -16,6 +16,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <exception>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -380,15 +382,25 @@ std::vector<at::Tensor> arm_rate(const std::vector<at::Tensor>& grid_tensors, co
   // Bands are taken in turn by at::get_num_threads() threads. (at::parallel_for is inline
   // OpenMP in torch's headers: serial in an extension built without -fopenmp, and linking a
   // second OpenMP runtime beside torch's is worse.) Each band writes only its own buffers.
+  // An exception in a worker (an allocation) is kept and rethrown here, after every join.
   std::atomic<size_t> next{0};
+  std::mutex failed_lock;
+  std::exception_ptr failed;
   auto worker = [&] {
-    for (size_t i = next++; i < bands.size(); i = next++) run_band(bands[i], grids, arm, plan, need_grad);
+    try {
+      for (size_t i = next++; i < bands.size(); i = next++) run_band(bands[i], grids, arm, plan, need_grad);
+    } catch (...) {
+      std::lock_guard<std::mutex> hold(failed_lock);
+      if (!failed) failed = std::current_exception();
+      next = bands.size();  // the others stop after their band
+    }
   };
   const int threads = std::max(1, std::min<int>(at::get_num_threads(), static_cast<int>(bands.size())));
   std::vector<std::thread> pool;
   for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
   worker();
   for (auto& t : pool) t.join();
+  if (failed) std::rethrow_exception(failed);
 
   double bits = 0.0;
   for (const Band& b : bands) bits += b.bits;
