@@ -64,3 +64,19 @@ def test_bad_arguments():
         block_motion(torch.zeros(16, 16), torch.zeros(16, 17))
     with pytest.raises(ValueError):
         block_motion(torch.zeros(16, 16), torch.zeros(16, 16), block=0)
+
+
+def test_rate_constrained_search_spends_fewer_bits(lumas):
+    """lam > 0 trades a little prediction error for a smoother, cheaper field (bits by the
+    motion coder)."""
+    from ncodec.models.motion_coding import encode_motion
+
+    plain = bits = 0
+    worse = []
+    for prev, cur in zip(lumas[:-1:2], lumas[1::2]):
+        free, constrained = block_motion(cur, prev), block_motion(cur, prev, lam=8)
+        plain += sum(map(len, encode_motion(free)))
+        bits += sum(map(len, encode_motion(constrained)))
+        sad = [float((cur - warp(prev, dense_motion(f, *cur.shape, 8))).abs().sum()) for f in (free, constrained)]
+        worse.append(sad[1] / sad[0])
+    assert bits < 0.95 * plain and max(worse) < 1.05

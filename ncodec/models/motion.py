@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["block_motion", "dense_motion", "warp"]
+__all__ = ["block_motion", "dense_motion", "median_prediction", "warp"]
 
 
 def _pad_to(x: Tensor, block: int) -> Tensor:
@@ -47,43 +47,52 @@ def _block_sad(cur: Tensor, ref: Tensor, vectors: Tensor, block: int, reach: int
     return (blocks - moved).abs().sum((2, 3))
 
 
-def _search(cur: Tensor, ref: Tensor, start: Tensor, window: int, block: int, reach: int) -> Tensor:
-    """The vector within ``window`` of ``start`` (each block its own) with the least SAD (ties:
-    the first in raster order of the window, which begins at ``-window``; the zero offset is
-    tried first so that it wins ties)."""
-    best = start.clone()
-    best_sad = _block_sad(cur, ref, start, block, reach)
-    for oy in range(-window, window + 1):
-        for ox in range(-window, window + 1):
-            if ox == 0 and oy == 0:
-                continue
-            cand = start + torch.tensor([ox, oy], dtype=start.dtype, device=start.device)[:, None, None]
-            cand = cand.clamp(-reach, reach)
-            sad = _block_sad(cur, ref, cand, block, reach)
-            better = sad < best_sad
-            best = torch.where(better[None], cand, best)
-            best_sad = torch.where(better, sad, best_sad)
+def _pick(cost, start: Tensor, candidates) -> Tensor:
+    """Per block, the candidate field (each ``[2, nby, nbx]``) of least ``cost(field)``,
+    ``start`` first (so that it wins ties)."""
+    best, best_cost = start, cost(start)
+    for cand in candidates:
+        c = cost(cand)
+        better = c < best_cost
+        best = torch.where(better[None], cand, best)
+        best_cost = torch.where(better, c, best_cost)
     return best
 
 
-def _best_start(cur: Tensor, ref: Tensor, start: Tensor, block: int, reach: int) -> Tensor:
-    """Per block, the best of its own start, its four neighbours' starts and the zero vector
-    (predictors, as in predictive zonal searches: a coarse level's wrong vector on a flat
+def _search(cost, start: Tensor, window: int, reach: int) -> Tensor:
+    """The vector within ``window`` of ``start`` (each block its own, clamped to ``+-reach``)
+    of least cost."""
+    offsets = [(ox, oy) for oy in range(-window, window + 1) for ox in range(-window, window + 1) if ox or oy]
+    step = lambda ox, oy: (start + torch.tensor([ox, oy], dtype=start.dtype, device=start.device)[:, None, None]).clamp(-reach, reach)
+    return _pick(cost, start, (step(ox, oy) for ox, oy in offsets))
+
+
+def _neighbour_starts(start: Tensor) -> list[Tensor]:
+    """The fields of each block's four neighbours' vectors (edges repeated), and zero:
+    predictors, as in predictive zonal searches (a coarse level's wrong vector on a flat
     block is often right next door)."""
     padded = F.pad(start[None], (1, 1, 1, 1), mode="replicate")[0]
-    candidates = [start, padded[:, :-2, 1:-1], padded[:, 2:, 1:-1], padded[:, 1:-1, :-2], padded[:, 1:-1, 2:],
-                  torch.zeros_like(start)]
-    best, best_sad = start, _block_sad(cur, ref, start, block, reach)
-    for cand in candidates[1:]:
-        sad = _block_sad(cur, ref, cand, block, reach)
-        better = sad < best_sad
-        best = torch.where(better[None], cand, best)
-        best_sad = torch.where(better, sad, best_sad)
-    return best
+    return [padded[:, :-2, 1:-1], padded[:, 2:, 1:-1], padded[:, 1:-1, :-2], padded[:, 1:-1, 2:],
+            torch.zeros_like(start)]
+
+
+def median_prediction(vectors: Tensor) -> Tensor:
+    """Each block's median of its left, upper and upper-right neighbours' vectors (zero where
+    one is missing), for the whole field at once: ``[2, nby, nbx]``. (The motion coder's
+    prediction is sequential and treats edges its own way; this is the search's estimate.)"""
+    padded = F.pad(vectors[None], (1, 1, 1, 0))[0]  # zeros: one column each side, a row above
+    left, up, corner = padded[:, 1:, :-2], padded[:, :-1, 1:-1], padded[:, :-1, 2:]
+    return torch.maximum(torch.minimum(left, up), torch.minimum(torch.maximum(left, up), corner))
+
+
+def _vector_bits(d: Tensor) -> Tensor:
+    """A vector difference's bits as an exp-Golomb code would spend them, summed over both
+    components: ``sum(2 * log2(|d| + 1) + 1)`` (a smooth stand-in for the coder's cost)."""
+    return (2 * torch.log2(d.abs() + 1) + 1).sum(0)
 
 
 def block_motion(cur: Tensor, ref: Tensor, *, block: int = 8, search: int = 16, levels: int = 3,
-                 refine: int = 2, passes: int = 2) -> Tensor:
+                 refine: int = 2, passes: int = 2, lam: float = 0.0) -> Tensor:
     """Integer motion vectors of ``cur [H, W]`` from ``ref [H, W]``: ``[2, ceil(H/block),
     ceil(W/block)]`` ``(dx, dy)`` in pixels, float tensor of integers, each ``|v| <= search``.
 
@@ -92,11 +101,16 @@ def block_motion(cur: Tensor, ref: Tensor, *, block: int = 8, search: int = 16, 
     SAD) of its parent's vector doubled, its neighbours' starts and zero, and searches
     ``+-refine`` around it; then ``passes`` more rounds of that at full resolution, the
     neighbours' vectors as predictors. Blocks have ``block`` pixels at every level.
+
+    ``lam`` > 0 makes the full-resolution passes rate-constrained: a vector costs its SAD (in
+    8-bit units summed over the block) plus ``lam`` times its bits against the median of its
+    neighbours' vectors (:func:`median_prediction`; an exp-Golomb estimate), so flat regions
+    take their neighbours' vectors instead of noise.
     """
     if cur.shape != ref.shape or cur.dim() != 2:
         raise ValueError(f"block_motion needs two [H, W] frames of one size, got {tuple(cur.shape)} and {tuple(ref.shape)}")
-    if block < 1 or search < 0 or levels < 1 or refine < 0 or passes < 0:
-        raise ValueError("block >= 1, search >= 0, levels >= 1, refine >= 0 and passes >= 0")
+    if block < 1 or search < 0 or levels < 1 or refine < 0 or passes < 0 or not lam >= 0:
+        raise ValueError("block >= 1, search >= 0, levels >= 1, refine >= 0, passes >= 0 and lam >= 0")
     h, w = cur.shape
     pyramid = [(cur.float(), ref.float())]
     for _ in range(levels - 1):
@@ -109,21 +123,27 @@ def block_motion(cur: Tensor, ref: Tensor, *, block: int = 8, search: int = 16, 
         c, r = (_pad_to(t, block) for t in pyramid[level])
         nby, nbx = c.shape[0] // block, c.shape[1] // block
         reach = max(1, search >> level)
+        sad = lambda field, c=c, r=r, reach=reach: _block_sad(c, r, field, block, reach)
         if vectors is None:
-            start = torch.zeros(2, nby, nbx, device=c.device)
-            window = reach
-        else:
-            # children of each block: its vector doubled, cropped to this level's grid
-            start = (2 * vectors).repeat_interleave(2, 1).repeat_interleave(2, 2)
-            start = F.pad(start, (0, max(0, nbx - start.shape[2]), 0, max(0, nby - start.shape[1])), mode="replicate")
-            start = start[:, :nby, :nbx].clamp(-reach, reach)
-            start = _best_start(c, r, start, block, reach)
-            window = refine
-        vectors = _search(c, r, start, window, block, reach)
-    # at full resolution, neighbours' vectors as predictors again: a good vector spreads to the
-    # blocks beside it whose coarse start was wrong
+            vectors = _search(sad, torch.zeros(2, nby, nbx, device=c.device), reach, reach)
+            continue
+        # children of each block: its vector doubled, cropped to this level's grid
+        start = (2 * vectors).repeat_interleave(2, 1).repeat_interleave(2, 2)
+        start = F.pad(start, (0, max(0, nbx - start.shape[2]), 0, max(0, nby - start.shape[1])), mode="replicate")
+        start = start[:, :nby, :nbx].clamp(-reach, reach)
+        start = _pick(sad, start, _neighbour_starts(start))
+        vectors = _search(sad, start, refine, reach)
+    # at full resolution, neighbours' vectors as predictors again (a good vector spreads to the
+    # blocks beside it whose coarse start was wrong); with lam, each vector also pays lam times
+    # its bits against the median of its neighbours' (from the pass before: all blocks at once)
     for _ in range(passes):
-        vectors = _search(c, r, _best_start(c, r, vectors, block, reach), refine, block, reach)
+        if lam > 0:
+            pred = median_prediction(vectors)
+            cost = lambda field, pred=pred: sad(field) + lam * _vector_bits(field - pred)
+            candidates = [*_neighbour_starts(vectors), pred]
+        else:
+            cost, candidates = sad, _neighbour_starts(vectors)
+        vectors = _search(cost, _pick(cost, vectors, candidates), refine, reach)
     return vectors[:, : -(-h // block), : -(-w // block)]
 
 
