@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ncodec import _inr_fit
+import ncodec._inr_fit as _inr_fit  # the compiled kernel (ext/inr_fit.cpp)
 
 __all__ = ["CONTEXT", "InrConfig", "InrImageModel", "PRESETS", "arm_contexts", "arm_output_bits", "context_columns"]
 
