@@ -29,7 +29,7 @@ from typing import Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from ncodec.eval.video_metrics import psnr_yuv
-from ncodec.io.video import VideoInfo, YuvFrame, open_video
+from ncodec.io.video import VideoInfo, YuvFrame, from_av_frame, open_video, to_av_frame
 
 __all__ = ["VIDEO_BASELINES", "CodedClip", "VideoBaseline", "code_clip", "get_video_baseline",
            "parse_video_baselines"]
@@ -72,8 +72,7 @@ class VideoBaseline:
             stream.options = options
             stream.codec_context.thread_count = threads
             for frame in frames:
-                packed = np.concatenate([p.reshape(-1) for p in frame]).reshape(height * 3 // 2, width)
-                out = av.VideoFrame.from_ndarray(packed, format="yuv420p")
+                out = to_av_frame(frame)
                 out.pts, out.time_base = count, 1 / Fraction(fps)  # one tick per frame
                 start = time.perf_counter()
                 packets = stream.encode(out)
@@ -92,16 +91,13 @@ class VideoBaseline:
         """The frames of ``data`` (one of :meth:`encode`'s files), one at a time."""
         import av
 
-        cw, ch = (width + 1) // 2, (height + 1) // 2
         with av.open(io.BytesIO(data)) as container:
             stream = container.streams.video[0]
             stream.codec_context.thread_count = threads
             for frame in container.decode(stream):
-                if frame.format.name != "yuv420p":
-                    frame = frame.reformat(format="yuv420p")
-                yield YuvFrame(*(np.ascontiguousarray(np.frombuffer(p, np.uint8)[: rows * p.line_size]
-                                                      .reshape(rows, p.line_size)[:, :cols])
-                                 for p, (rows, cols) in zip(frame.planes, ((height, width), (ch, cw), (ch, cw)))))
+                if (frame.width, frame.height) != (width, height):
+                    raise ValueError(f"{self.name}: decoded a {frame.width}x{frame.height} frame, coded {width}x{height}")
+                yield from_av_frame(frame)
 
 
 VIDEO_BASELINES: dict[str, VideoBaseline] = {

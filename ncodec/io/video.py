@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # torch loads in the functions that need it
     import torch
 
 __all__ = ["MAX_FRAME_PIXELS", "VIDEO_OUT_SUFFIXES", "VIDEO_SUFFIXES", "VideoInfo", "VideoReader", "VideoWriter",
-           "YuvFrame", "open_video", "rgb_to_yuv420", "yuv420_to_rgb"]
+           "YuvFrame", "from_av_frame", "open_video", "rgb_to_yuv420", "to_av_frame", "yuv420_to_rgb"]
 
 VIDEO_SUFFIXES = (".y4m", ".mp4", ".mkv", ".webm", ".mov", ".avi")
 VIDEO_OUT_SUFFIXES = (".y4m", ".mp4", ".mkv")
@@ -118,6 +118,27 @@ def rgb_to_yuv420(rgb: "torch.Tensor") -> YuvFrame:
         return (t * scale + offset).round_().clamp_(0, 255).to(torch.uint8).numpy()
 
     return YuvFrame(to8(y, 219, 16), to8(u, 224, 128), to8(v, 224, 128))
+
+
+def from_av_frame(frame: Any) -> YuvFrame:
+    """A decoded PyAV ``VideoFrame`` as a :class:`YuvFrame` (converted to yuv420p if it is not;
+    its planes, padded to their line size, cropped to their width)."""
+    if frame.format.name != "yuv420p":
+        frame = frame.reformat(format="yuv420p")
+    w, h = frame.width, frame.height
+    sizes = ((h, w), (_chroma(h), _chroma(w)), (_chroma(h), _chroma(w)))
+    return YuvFrame(*(np.ascontiguousarray(np.frombuffer(p, np.uint8)[: rows * p.line_size].reshape(rows, p.line_size)[:, :cols])
+                      for p, (rows, cols) in zip(frame.planes, sizes)))
+
+
+def to_av_frame(frame: YuvFrame) -> Any:
+    """A :class:`YuvFrame` of even size as a PyAV yuv420p ``VideoFrame`` (for an encoder)."""
+    import av
+
+    h, w = frame.size
+    # yuv420p as one array: the Y rows, then U and V each folded into H/4 rows of W
+    packed = np.concatenate([p.reshape(-1) for p in frame]).reshape(h * 3 // 2, w)
+    return av.VideoFrame.from_ndarray(packed, format="yuv420p")
 
 
 def _chroma(n: int) -> int:
@@ -224,18 +245,12 @@ class VideoReader:
 
     def _av_frames(self) -> Iterator[YuvFrame]:
         w, h = self.info.width, self.info.height
-        cw, ch = _chroma(w), _chroma(h)
         stream = self._container.streams.video[0]
         try:
             for frame in self._container.decode(stream):
                 if (frame.width, frame.height) != (w, h):
                     raise ValueError(f"{self.path}: the frame size changes mid-stream ({frame.width}x{frame.height})")
-                if frame.format.name != "yuv420p":
-                    frame = frame.reformat(format="yuv420p")
-                # planes are padded to their line size: crop each to its width
-                planes = [np.frombuffer(p, np.uint8)[: rows * p.line_size].reshape(rows, p.line_size)[:, :cols]
-                          for p, (rows, cols) in zip(frame.planes, ((h, w), (ch, cw), (ch, cw)))]
-                yield YuvFrame(*(np.ascontiguousarray(p) for p in planes))
+                yield from_av_frame(frame)
         except ValueError:
             raise
         except Exception as exc:
@@ -363,9 +378,7 @@ class VideoWriter:
         else:
             import av
 
-            # yuv420p as one array: the Y rows, then U and V each folded into H/4 rows of W
-            packed = np.concatenate([p.reshape(-1) for p in frame]).reshape(self.height * 3 // 2, self.width)
-            out = av.VideoFrame.from_ndarray(packed, format="yuv420p")
+            out = to_av_frame(frame)
             out.pts = self.frames
             for packet in self._stream.encode(out):
                 self._container.mux(packet)
