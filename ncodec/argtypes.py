@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["device", "effort", "positive_float", "positive_int"]
+__all__ = ["device", "effort", "nonnegative_int", "positive_float", "positive_int"]
 
 EFFORT_NAMES = ("fast", "medium", "slow", "slowest")
 """Effort presets of overfitted codecs (``ncodec.codecs.inr_image.EFFORTS`` gives their iterations)."""
@@ -18,6 +18,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """An integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
     return value
 
 

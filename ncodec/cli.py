@@ -19,13 +19,14 @@ import argparse
 import io
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import ncodec
 from ncodec.argtypes import device as device_type
 from ncodec.argtypes import effort as effort_type
-from ncodec.argtypes import positive_float, positive_int
+from ncodec.argtypes import nonnegative_int, positive_float, positive_int
 from ncodec.errors import BitstreamError
 
 PROG = "ncodec"
@@ -236,7 +237,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     def encode(src: Path, dst: Path) -> dict:
         modality = _input_modality(src, args)
         codec = _codec_for(args, modality, codecs)
-        options = {k: getattr(args, k) for k in ("bitrate", "entropy", "effort", "seconds")
+        options = {k: getattr(args, k) for k in ("bitrate", "entropy", "effort", "seconds", "gop")
                    if getattr(args, k) is not None}
         unknown = sorted(set(options) - set(codec.encode_options))
         if unknown:
@@ -276,15 +277,31 @@ def _cmd_decode(args: argparse.Namespace) -> int:
         data = sys.stdin.buffer.read() if src == STDIO else None
         with (io.BytesIO(data) if data is not None else open(src, "rb")) as f:
             # Header, trailer and index first (a few small reads): a file that is not a whole
-            # container (a valid header followed by junk) is refused before it is read in.
-            header = container.ContainerReader(f).header
+            # container (a valid header followed by junk) is refused before it is read in,
+            # unless its codec decodes the whole chunks of a truncated file (video's GOPs).
+            try:
+                header, damage = container.ContainerReader(f).header, None
+            except BitstreamError as exc:
+                f.seek(0)
+                header, damage = container.read_header(f), exc
         modality = _modality(header.modality)
         suffix = modality.output_suffixes[0] if dst == STDIO else dst.suffix.lower()
         if suffix not in modality.output_suffixes:
             raise ValueError(f"{dst}: {modality.name} decodes to {' or '.join(modality.output_suffixes)}")
         source = io.BytesIO(data) if data is not None else _stdio(src, modality, False)
         codec = registry.codec_for_header(header, device=args.device, weights=args.weights)
-        stats = codec.decode_file(source, _stdio(dst, modality, True), force=args.force, suffix=suffix)
+        if damage is not None and not codec.salvages_truncated:
+            raise damage
+        options = {k: getattr(args, k) for k in ("start_gop",) if getattr(args, k) is not None}
+        unknown = sorted(set(options) - set(codec.decode_options))
+        if unknown:
+            raise ValueError(f"--{unknown[0].replace('_', '-')} is not an option of {codec.name} ({modality.name})")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            stats = codec.decode_file(source, _stdio(dst, modality, True), force=args.force, suffix=suffix,
+                                      **options)
+        for warning in caught:
+            print(f"{PROG}: warning: {src}: {warning.message}", file=sys.stderr)
         return {**stats, "coded": stats["bytes_in"], "modality": modality}
 
     return _run_jobs(jobs, decode, "decode", progress=not args.no_progress)
@@ -323,6 +340,8 @@ def _add_encode(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
                         "slowest, or a number of iterations (default: medium)")
     p.add_argument("--seconds", type=positive_float, default=None, metavar="S",
                    help="overfitted codecs: stop the per-image fit after S seconds (its schedule follows the time)")
+    p.add_argument("--gop", type=positive_int, default=None, metavar="N",
+                   help="video: frames per GOP, the unit of random access (default 32)")
     _add_file_options(p)
     p.set_defaults(handler=_cmd_encode)
 
@@ -336,6 +355,8 @@ def _add_decode(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
     p.add_argument("paths", nargs="+", metavar="INPUT... OUTPUT")
     p.add_argument("--weights", default=None, metavar="PATH",
                    help="the weights file or run folder that made the files, if not a shipped codec")
+    p.add_argument("--start-gop", type=nonnegative_int, default=None, metavar="K",
+                   help="video: decode from GOP K on (random access; GOP 0 is the first)")
     _add_file_options(p)
     p.set_defaults(handler=_cmd_decode)
 

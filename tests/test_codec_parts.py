@@ -73,8 +73,8 @@ def test_modalities_register_and_do_not_claim_each_others_files():
     finally:
         unregister_modality("pictures")
     assert modality_for_path("b.pic") is None
-    # An audio track in a video container is audio's only while no modality claims the suffix.
-    assert modality_for_path("clip.mp4").name == "audio"
+    # A video container is video's; audio reads its audio track when an audio codec is named.
+    assert modality_for_path("clip.mp4").name == "video" and ".mp4" in get_modality("audio").also_reads
     assert modality_for_path("photo.webp").name == "image"
 
 

@@ -166,7 +166,7 @@ def test_the_registry_and_the_train_parser_do_not_load_torch():
             "from ncodec.cli import build_parser; build_parser().parse_args(['train', 'audio', '--steps', '1']); "
             "print(names, 'torch' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.stdout.strip() == "['image', 'audio'] False", proc.stderr
+    assert proc.stdout.strip() == "['image', 'audio', 'video'] False", proc.stderr
 
 
 def test_cpu_precision_and_layout_defaults_come_from_the_task(tmp_path):

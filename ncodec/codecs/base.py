@@ -90,6 +90,10 @@ class Codec(ABC):
         substreams: the substream names of its files, or None if they vary (class attribute).
         encode_options: keyword options of :meth:`compress` / :meth:`encode_file` that the
             CLI may pass (``("bitrate",)`` for audio), class attribute.
+        decode_options: keyword options of :meth:`decode_file` the CLI may pass
+            (``("start_gop",)`` for video), class attribute.
+        salvages_truncated: whether :meth:`decode_file` decodes the whole chunks of a file
+            cut short (video: its whole GOPs, with a warning) rather than refusing it.
         name: registry name, written in every file.
         quality: its quality level.
         device: where its model runs.
@@ -100,6 +104,8 @@ class Codec(ABC):
     meta_schema: ClassVar[Mapping[str, MetaField]] = {"quality": MetaField(int, lo=0)}
     substreams: ClassVar[Optional[Sequence[str]]] = None
     encode_options: ClassVar[tuple[str, ...]] = ()
+    decode_options: ClassVar[tuple[str, ...]] = ()
+    salvages_truncated: ClassVar[bool] = False
     name: str
     quality: int
     device: torch.device

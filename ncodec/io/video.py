@@ -9,9 +9,9 @@ codec's input). Odd sizes are kept as they are: the chroma planes round up.
 :func:`yuv420_to_rgb` and :func:`rgb_to_yuv420` convert (BT.709, limited range) for the
 models and metrics that work on RGB.
 
-Not registered as a modality yet: the video codec registers it with its codec (a registered
-video modality claims .mp4/.mkv/.webm/.mov, which the audio modality reads for their audio
-track until then).
+The ``video`` modality is registered here: it claims .y4m, .mp4, .mkv, .webm, .mov and .avi
+(the audio modality still reads their audio track when asked by ``--codec``), decodes to
+.y4m / .mp4 / .mkv, and states rates in kbps (a file's bits over its frames' seconds).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, NamedTuple, Optional
 
 import numpy as np
+
+from ncodec.io.modality import Modality, register_modality
 
 if TYPE_CHECKING:  # torch loads in the functions that need it
     import torch
@@ -403,3 +405,11 @@ class VideoWriter:
         output = self._output
         self._output = None
         close_atomic(output, self._close_files, exc_type, exc, tb)  # Matroska/MP4 write their index on close
+
+
+def _seconds(meta: dict) -> float:
+    return meta["frames"] * meta["fps_den"] / meta["fps_num"]  # a file's kilobits over its seconds: kbps
+
+
+register_modality(Modality("video", input_suffixes=VIDEO_SUFFIXES, output_suffixes=VIDEO_OUT_SUFFIXES,
+                           rate_unit="kbps", rate_basis=_seconds, rate_divisor=1000, streams_only=True))
