@@ -124,7 +124,8 @@ def run_eval(args: argparse.Namespace) -> int:
     from ncodec.eval.report import prepare_report_dir, write_report
 
     modality, files = collect_inputs(args.inputs, args.limit)
-    plugin = get_eval_plugin(modality)
+    plugin = get_eval_plugin(modality).with_options(
+        **{k: getattr(args, k) for k in ("frames", "gop") if getattr(args, k, None) is not None})
     settings, baseline_settings = _settings(args, plugin, _plugins())
     baselines = plugin.parse_baselines(",".join(plugin.default_baselines) if args.baselines is None else args.baselines)
     codecs = _codecs(args, plugin, baselines)
@@ -204,6 +205,10 @@ def add_eval_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentPar
                         "iterations (default: the codec's)")
     p.add_argument("--seconds", type=positive_float, default=None, metavar="S",
                    help="overfitted codecs: cap each image's fit at S seconds")
+    p.add_argument("--frames", type=positive_int, default=None, metavar="N",
+                   help="video: code the first N frames of each clip (default: all)")
+    p.add_argument("--gop", type=positive_int, default=None, metavar="N",
+                   help="video: frames per GOP for every codec, baselines included (default 32)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (by default shown only when stderr is a terminal)")
     p.set_defaults(handler=run_eval)

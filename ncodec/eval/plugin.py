@@ -167,6 +167,13 @@ class EvalPlugin(ABC):
     bd_columns: ClassVar[tuple[BDColumn, ...]] = ()
     plot_panels: ClassVar[tuple[Panel, ...]] = ()
 
+    def with_options(self, **options: Any) -> "EvalPlugin":
+        """This plug-in configured by its modality's ``ncodec eval`` options (video: ``frames``,
+        ``gop``), as a copy; a plug-in without options refuses any (ValueError naming it)."""
+        if options:
+            raise ValueError(f"--{sorted(options)[0]} is not an option of {self.modality} evaluation")
+        return self
+
     # ------------------------------------------------------------------ inputs
 
     @abstractmethod
