@@ -71,3 +71,46 @@ def test_baseline_arguments_are_checked(tmp_path):
     odd = YuvFrame(frame.y[:31, :40], frame.u[:16, :20], frame.v[:16, :20])
     with pytest.raises(ValueError, match="even"):
         VIDEO_BASELINES["x264"].encode([odd], 40, 31, video.info.fps, 23)
+
+
+def test_ncodec_eval_runs_a_video_codec_beside_x264(tmp_path, capsys):
+    """`ncodec eval` on a clip: the video plug-in codes it with a video codec (the seeded
+    architecture, as a weights file) and x264 at the same GOP, and writes the report."""
+    import json
+    from fractions import Fraction
+
+    from ncodec.cli import main
+    from ncodec.codecs import registry
+    from ncodec.io.video import VideoWriter
+    from ncodec.models import weights as weights_io
+
+    clip = tmp_path / "clip.y4m"
+    with open_video(CLIP) as video, VideoWriter(clip, 192, 176, Fraction(30)) as out:
+        for _, f in zip(range(6), video):
+            out.write(YuvFrame(f.y[:176, :192], f.u[:88, :96], f.v[:88, :96]))
+    weights = tmp_path / "seeded" / "weights.safetensors"
+    weights.parent.mkdir()
+    weights_io.export_weights(registry.create("video-ctx", 3, untrained=True).model, weights, arch="video-ctx",
+                              half=False)
+    out = tmp_path / "report"
+    assert main(["eval", str(clip), "--codec", str(weights.parent), "--qualities", "1,5", "--baselines", "x264",
+                 "--frames", "4", "--gop", "2", "--out", str(out), "--no-progress"]) == 0
+    summary = (out / "summary.md").read_text()
+    assert "GOP 2 for every codec" in summary and "their first 4 frames" in summary and "BD-rate (PSNR-YUV)" in summary
+    ours = json.loads((out / "seeded.json").read_text())
+    x264 = json.loads((out / "x264.json").read_text())
+    assert ours["qualities"] == [1, 5] and len(x264["qualities"]) == 5
+    for doc in (ours, x264):
+        assert all(k > 0 for k in doc["results"]["kbps"]) and all(p > 10 for p in doc["results"]["psnr_yuv"])
+        assert all(m is not None and 0 < m <= 1 for m in doc["results"]["ms_ssim"])  # 176 px: 5 scales fit
+    assert x264["results"]["psnr_yuv"][0] > x264["results"]["psnr_yuv"][-1]  # CRF 18 beats CRF 38
+    rows = (out / "per_clip.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 + 5 and "decode_fps" in rows[0]
+    assert "GOP 2" in x264["description"]
+    capsys.readouterr()
+    assert main(["eval", str(clip), "--frames", "2", "--qualities", "9", "--codec", str(weights.parent),
+                 "--out", str(tmp_path / "r2")]) == 1
+    assert "has qualities [1, 2, 3, 4, 5], not [9]" in capsys.readouterr().err
+    photo = sorted((CLIP.parents[3] / "ncodec" / "data" / "images").glob("*.png"))[0]
+    assert main(["eval", str(photo), "--frames", "2", "--out", str(tmp_path / "r3")]) == 1
+    assert "--frames is not an option of image evaluation" in capsys.readouterr().err
