@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,10 +23,28 @@ def run(*args: str, **env: str) -> str:
     return proc.stdout
 
 
+def _training_clip(folder: Path) -> str:
+    """A short Y4M training clip (the bundled clip is on the held-out list, which packing skips)."""
+    from fractions import Fraction
+
+    from ncodec.io.video import VideoWriter, YuvFrame, open_video
+
+    folder.mkdir()
+    with open_video(ROOT / "tests" / "data" / "video" / "realshort.mp4") as video, \
+            VideoWriter(folder / "train.y4m", 320, 256, Fraction(30)) as out:
+        for _, f in zip(range(16), video):
+            out.write(YuvFrame(np.pad(f.y, ((0, 16), (0, 0)), mode="edge"), np.pad(f.u, ((0, 8), (0, 0)), mode="edge"),
+                               np.pad(f.v, ((0, 8), (0, 0)), mode="edge")))
+    return str(folder)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("model, data", [("elic-gdn-vr", "ncodec/data/images"), ("speech-rvq-16k", "ncodec/data/audio")])
+@pytest.mark.parametrize("model, data", [("elic-gdn-vr", "ncodec/data/images"), ("speech-rvq-16k", "ncodec/data/audio"),
+                                         ("video-ctx", None)])
 def test_dry_run(model, data, tmp_path):
     bundle, out = tmp_path / "bundle", tmp_path / "out"
+    val = "tests/data/video" if data is None else data
+    data = data or _training_clip(tmp_path / "clips")
     shipped = (ROOT / "ncodec" / "weights" / f"{model}.safetensors").read_bytes()
     packed = run(sys.executable, str(JOB / "pack.py"), "--model", model, "--bundle", str(bundle), "--aside", "none",
                  "--src", data, "--max-mb", "1", "--minutes", "0.2", "--no-wheels")
@@ -40,6 +59,6 @@ def test_dry_run(model, data, tmp_path):
     steps = [json.loads(line).get("step", 0) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert max(steps) >= 1
     verdict = run(sys.executable, str(JOB / "accept.py"), "--returned", str(out), "--bundle", str(bundle),
-                  "--aside", str(tmp_path / "nothing-aside"), "--val", data, "--limit", "1", "--no-replace")
+                  "--aside", str(tmp_path / "nothing-aside"), "--val", val, "--limit", "1", "--no-replace")
     assert f"| {model} |" in verdict and "kept the shipped weights" in verdict
     assert (ROOT / "ncodec" / "weights" / f"{model}.safetensors").read_bytes() == shipped  # --no-replace

@@ -8,7 +8,10 @@ on the job's validation data (first ``limit`` files):
   BD-rate against the shipped weights on PSNR-RGB is below ``-margin`` % (fewer bits for the
   same quality, by more than re-exporting alone moves it: a 2-step dry run measured -0.36 %);
 - speech: both codecs at every bitrate on the held-out utterances; the candidate wins if its
-  mean PESQ-WB over the bitrates is higher by more than ``margin`` / 100.
+  mean PESQ-WB over the bitrates is higher by more than ``margin`` / 100;
+- video: both codecs at every quality on the held-out clips (their first ``frames`` frames,
+  the job's ``accept``); the candidate wins if its BD-rate against the shipped weights on
+  PSNR-YUV is below ``-margin`` %.
 
 A winner replaces ``ncodec/weights/<model>.safetensors``, its training record keeping the
 shipped weights' record under ``history``; the replaced file moves to
@@ -63,6 +66,10 @@ def validation_files(job: dict, val: str | None, limit: int) -> list[Path]:
     from ncodec.train.audio_data import read_file_list
 
     source = Path(val) if val else ROOT / job["accept"]["val"]
+    if job["data"]["kind"] == "video":
+        from ncodec.train.video import read_clip_list
+
+        return [p for p, _ in read_clip_list(source, ROOT / job["data"]["src"])][:limit]
     if job["data"]["kind"] == "images":
         files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     else:
@@ -83,6 +90,16 @@ def compare(job: dict, shipped: Path, candidate: Path, files: list[Path], margin
         return {"better": bd < -margin, "bd_rate_psnr_vs_shipped": round(bd, 2),
                 "shipped": {"bpp": _r(old["bpp"]), "psnr": _r(old["psnr-rgb"])},
                 "candidate": {"bpp": _r(new["bpp"]), "psnr": _r(new["psnr-rgb"])}}
+    if job["data"]["kind"] == "video":
+        from ncodec.eval.video import evaluate as evaluate_video
+
+        results = evaluate_video(files, [str(shipped), str(candidate)], baselines=[], progress=False,
+                                 frames=job["accept"].get("frames", 32))
+        old, new = (c.summary() for c in results.codecs)
+        bd = bdrate.bd_rate(old["kbps"], old["psnr_yuv"], new["kbps"], new["psnr_yuv"])
+        return {"better": bd < -margin, "bd_rate_psnr_yuv_vs_shipped": round(bd, 2),
+                "shipped": {"kbps": _r(old["kbps"]), "psnr_yuv": _r(old["psnr_yuv"])},
+                "candidate": {"kbps": _r(new["kbps"]), "psnr_yuv": _r(new["psnr_yuv"])}}
     from ncodec.eval.audio import evaluate
 
     results = evaluate(files, [str(shipped), str(candidate)], baselines=[], progress=False)
@@ -171,7 +188,7 @@ def main() -> None:
     p.add_argument("--val", help="validation folder or list (default: the job's)")
     p.add_argument("--limit", type=int, help="validation files (default: the job's)")
     p.add_argument("--margin", type=float, default=1.0,
-                   help="how much better the candidate must be: BD-rate %% (images), PESQ-WB / 100 (speech)")
+                   help="how much better the candidate must be: BD-rate %% (images, video), PESQ-WB / 100 (speech)")
     p.add_argument("--no-replace", action="store_true", help="report only (a dry run)")
     args = p.parse_args()
 

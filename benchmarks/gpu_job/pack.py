@@ -4,8 +4,9 @@ Reads ``benchmarks/gpu_job/queue.json``, takes its first job (or ``--model``), a
 git-ignored bundle (default ``.gpujob/``) that travels with the call as ``carry``:
 
 - ``data/``: a training subset within the job's ``max_mb``: random crops of the training
-  images as lossless WebP (``kind: images``), or mono 16-bit FLAC speech minus the held-out
-  list (``kind: speech``, :func:`benchmarks.pack_audio_data.pack_speech`);
+  images as lossless WebP (``kind: images``), mono 16-bit FLAC speech minus the held-out
+  list (``kind: speech``, :func:`benchmarks.pack_audio_data.pack_speech`), or windows of
+  the training clips' frame runs with their motion (``kind: video``, :func:`pack_video`);
 - ``init.safetensors``: the shipped weights to resume from;
 - ``whl/``: wheels (Python 3.12, manylinux) of what the GPU machine lacks (compressai,
   pytorch-msssim, soundfile and its cffi): ``--no-wheels`` skips them;
@@ -75,6 +76,49 @@ def pack_images(src: Path, out: Path, crop: int, max_mb: float, seed: int = 0) -
     return {"files": written, "of": len(files), "mb": total / 1e6}
 
 
+def pack_video(src: Path, val_list: Path, out: Path, crop: int, max_mb: float, seed: int = 0) -> dict:
+    """Windows of ``crop`` x ``crop`` luma pixels of the training clips' cached runs (frames
+    and motion, :mod:`ncodec.train.video_data`; the held-out clips of ``val_list`` left out),
+    one per run in random order, as compressed ``.npz`` caches until ``max_mb`` MB."""
+    import numpy as np
+
+    from ncodec.models.video import BLOCK
+    from ncodec.train.video import DEFAULT_CACHE, list_clips, read_clip_list
+    from ncodec.train.video_data import cache_runs
+
+    held_out = [p for p, _ in read_clip_list(val_list, src)]
+    files = cache_runs(list_clips(src, exclude=held_out), DEFAULT_CACHE, 4, 64)
+    windows = []
+    for f in files:
+        with np.load(f) as data:
+            if min(data["y"].shape[2:]) >= crop:
+                windows += [(f, r) for r in range(data["y"].shape[0])]
+    rng = random.Random(seed)
+    rng.shuffle(windows)
+    out.mkdir(parents=True, exist_ok=True)
+    total, taken, n = 0.0, 0, crop // BLOCK
+    for start in range(0, len(windows), 32):  # shards of 32 windows
+        shard: dict[str, list] = {"y": [], "u": [], "v": [], "motion": []}
+        for f, r in windows[start:start + 32]:
+            with np.load(f) as data:
+                y, u, v, motion = data["y"][r], data["u"][r], data["v"][r], data["motion"][r]
+            by, bx = rng.randrange((y.shape[1] - crop) // BLOCK + 1), rng.randrange((y.shape[2] - crop) // BLOCK + 1)
+            t, l = by * BLOCK, bx * BLOCK
+            shard["y"].append(y[:, t:t + crop, l:l + crop])
+            shard["u"].append(u[:, t // 2:(t + crop) // 2, l // 2:(l + crop) // 2])
+            shard["v"].append(v[:, t // 2:(t + crop) // 2, l // 2:(l + crop) // 2])
+            shard["motion"].append(motion[:, :, by:by + n, bx:bx + n])
+        dst = out / f"windows-{start // 32:04d}.npz"
+        np.savez_compressed(dst, **{k: np.stack(v) for k, v in shard.items()})
+        size = dst.stat().st_size / 1e6
+        if total + size > max_mb:
+            dst.unlink()
+            break
+        total += size
+        taken += len(shard["y"])
+    return {"windows": taken, "of": len(windows), "mb": total}
+
+
 def download_wheels(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     # The device machine's Python is 3.12 (KINDS.md); pip matches manylinux versions exactly.
@@ -123,6 +167,8 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     if data["kind"] == "images":
         packed = pack_images(src, bundle / "data", data["crop"], max_mb)
+    elif data["kind"] == "video":
+        packed = pack_video(src, ROOT / data["val_list"], bundle / "data", data["crop"], max_mb)
     else:
         from pack_audio_data import pack_speech
 
