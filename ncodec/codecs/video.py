@@ -58,7 +58,8 @@ CODEC_NAME = "video-ctx"
 ARCH = "video-ctx"
 INTRA_CODEC = "elic-gdn-vr"
 INTRA_QUALITY = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5}
-"""The intra codec's quality for each video quality."""
+"""The intra codec's quality for each video quality (an encoder choice: each intra frame's
+image file states its own)."""
 QUALITIES = tuple(INTRA_QUALITY)
 DEFAULT_QUALITY = 3
 DEFAULT_GOP = 32
@@ -127,7 +128,8 @@ class VideoStreamEncoder:
         if self.expected is not None and self.frames >= self.expected:
             raise ValueError(f"more frames than the {self.expected} announced")
         if self._gop is None:
-            self._gop = GopEncoder(self.codec.model, self.codec.intra_codec, self.height, self.width, self.quality)
+            self._gop = GopEncoder(self.codec.model, self.codec.intra_codec, self.height, self.width, self.quality,
+                                   INTRA_QUALITY[self.quality])
         self.decoded = self._gop.add(frame)
         self.frames += 1
         if self._gop.frames == self.gop:
@@ -234,7 +236,7 @@ class VideoCodec(Codec):
         self.model = model.to(self.device).eval()
         self.model.update()
         self._intra: dict[int, Any] = {}
-        intra_fp = self.intra_codec(INTRA_QUALITY[DEFAULT_QUALITY]).fingerprint
+        intra_fp = self.intra_codec(INTRA_QUALITY[DEFAULT_QUALITY]).fingerprint  # one for every quality
         self.pframe_fingerprint = video_models.model_fingerprint(self.model)
         self.fingerprint = hashlib.sha256(f"{self.pframe_fingerprint}:{intra_fp}".encode()).hexdigest()[:32]
 
@@ -247,12 +249,11 @@ class VideoCodec(Codec):
     def __repr__(self) -> str:
         return f"VideoCodec({self.name!r}, quality={self.quality}, device={str(self.device)!r})"
 
-    def intra_codec(self, quality: int):
-        """The intra image codec of a GOP of ``quality`` (built once)."""
-        q = INTRA_QUALITY[quality]
-        if q not in self._intra:
-            self._intra[q] = create(INTRA_CODEC, q, self.device)
-        return self._intra[q]
+    def intra_codec(self, image_quality: int):
+        """The intra image codec at ``image_quality`` (built once)."""
+        if image_quality not in self._intra:
+            self._intra[image_quality] = create(INTRA_CODEC, image_quality, self.device)
+        return self._intra[image_quality]
 
     # ---------------------------------------------------------------- encoding
 

@@ -5,8 +5,8 @@ A GOP is one container chunk, decodable on its own (random access). Its substrea
 * ``head``: varints ``frames, quality``, then per P-frame the byte sizes of its four
   pieces ``motion_hyper, motion, y, z``;
 * ``intra``: the intra frame as a whole image file of the intra codec (``elic-gdn-vr``: its
-  own header, fingerprint and CRCs; about 250 bytes a GOP), RGB of the frame's BT.709
-  limited-range YUV;
+  own header, quality, fingerprint and CRCs; about 250 bytes a GOP), RGB of the frame's
+  BT.709 limited-range YUV;
 * ``motion``: per P-frame, the two substreams of :func:`ncodec.models.motion_coding.encode_motion`;
 * ``latents``: per P-frame, the ``y`` and ``z`` streams of :class:`ncodec.models.video.PFrameCoder`.
 
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ncodec.codecs import container
 from ncodec.codecs.varint import pack_ints, read_varint
 from ncodec.errors import BitstreamError
 from ncodec.io.video import YuvFrame, rgb_to_yuv420, yuv420_to_rgb
@@ -41,6 +42,8 @@ MOTION_LAMBDA = {1: 16.0, 2: 12.0, 3: 8.0, 4: 6.0, 5: 4.0}
 """Rate weight of the motion search per quality (SAD units per bit): coarser qualities keep
 smoother, cheaper fields."""
 _PIECES = 4  # motion hyper, motion, y, z
+INTRA_QUALITIES = (1, 2, 3, 4, 5)
+"""Qualities of the intra codec a GOP may use."""
 
 
 @dataclass
@@ -97,8 +100,12 @@ class _Shared:
         self.blocks = (self.padded[0] // BLOCK, self.padded[1] // BLOCK)
         self.z_shape = (self.padded[0] // ALIGNMENT, self.padded[1] // ALIGNMENT)
 
-    def intra_planes(self, image_file: bytes, quality: int) -> Planes:
-        """Decode an intra frame's image file (of a GOP of ``quality``) to padded 8-bit planes."""
+    def intra_planes(self, image_file: bytes) -> Planes:
+        """Decode an intra frame's image file to padded 8-bit planes (the image codec at the
+        quality its own header states: the encoder's choice, not a rule of the format)."""
+        quality = container.read_header(image_file).meta.get("quality")
+        if quality not in INTRA_QUALITIES:
+            raise BitstreamError(f"video: the intra frame's quality {quality!r} is not one of {list(INTRA_QUALITIES)}")
         decoded = self.intra(quality).decompress(image_file).tensor
         if tuple(decoded.shape) != (3, self.height, self.width):
             raise BitstreamError(f"video: the intra frame is {tuple(decoded.shape)[1:]}, the clip "
@@ -123,15 +130,15 @@ class GopEncoder(_Shared):
 
     Args:
         model: the P-frame model (``update()`` done, eval mode).
-        intra: ``quality -> image codec`` (an :class:`ncodec.codecs.image.ImageCodec`): the
-            intra codec of a GOP of that quality.
+        intra: ``image quality -> image codec`` (an :class:`ncodec.codecs.image.ImageCodec`).
+        intra_quality: the image quality of the intra frame.
         height, width: the clip's frame size.
         quality: 1..5, the P-frame gain and the motion search's rate weight.
     """
 
-    def __init__(self, model: PFrameCoder, intra, height: int, width: int, quality: int):
+    def __init__(self, model: PFrameCoder, intra, height: int, width: int, quality: int, intra_quality: int):
         super().__init__(model, intra, height, width)
-        self.quality = quality
+        self.quality, self.intra_quality = quality, intra_quality
         self.frames = 0
         self.ref: Optional[Planes] = None
         self.intra_file = b""
@@ -144,8 +151,8 @@ class GopEncoder(_Shared):
         """Code ``frame``; returns it as the decoder will see it."""
         if self.frames == 0:
             rgb = yuv420_to_rgb(frame).clamp_(0, 1)
-            self.intra_file = self.intra(self.quality).compress(rgb)
-            self.ref = self.intra_planes(self.intra_file, self.quality)
+            self.intra_file = self.intra(self.intra_quality).compress(rgb)
+            self.ref = self.intra_planes(self.intra_file)
         else:
             self.ref = self._code_p(Planes.from_frame(frame, *self.padded))
         self.frames += 1
@@ -210,7 +217,7 @@ class GopDecoder(_Shared):
         if sum(sizes[0::4]) + sum(sizes[1::4]) != len(motion) or sum(sizes[2::4]) + sum(sizes[3::4]) != len(latents):
             raise BitstreamError("video: the GOP's piece sizes do not add up to its substreams")
         with torch.inference_mode():
-            ref = self.intra_planes(intra_file, quality)
+            ref = self.intra_planes(intra_file)
         yield ref.frame(self.height, self.width)
         mpos = lpos = 0
         for i in range(count - 1):
