@@ -211,10 +211,11 @@ def test_forged_and_damaged_files_never_crash_or_give_nan(codec, coded, tmp_path
         else:
             counts["decoded"] += 1
             assert all(f.y.dtype == np.uint8 and f.y.shape == (64, 96) for f in frames)
-        path.write_bytes(blob)
-        rc = main(["decode", str(path), str(out), "--force", "--weights", str(weights)])
-        err = [ln for ln in capsys.readouterr().err.strip().splitlines() if "warning" not in ln]
-        assert rc in (0, 1) and (rc == 0 or (len(err) == 1 and err[0].startswith("ncodec: error:"))), (case, err)
+        if case % 5 == 0:  # the CLI too (it loads the weights each time: not every case)
+            path.write_bytes(blob)
+            rc = main(["decode", str(path), str(out), "--force", "--weights", str(weights)])
+            err = [ln for ln in capsys.readouterr().err.strip().splitlines() if "warning" not in ln]
+            assert rc in (0, 1) and (rc == 0 or (len(err) == 1 and err[0].startswith("ncodec: error:"))), (case, err)
     assert counts["refused"] > 10 and counts["decoded"] > 5
 
 
@@ -251,7 +252,7 @@ def test_encode_and_decode_files_in_bounded_memory(codec, tmp_path):
             for f in frames:
                 writer.write(f)
     ncb, out = tmp_path / "long.ncb", tmp_path / "long.y4m.out.y4m"
-    stats = codec.encode_file(src, ncb, gop=8)
+    stats = codec.encode_file(src, ncb, gop=16)
     assert stats["meta"]["frames"] == 32 and stats["bytes_out"] == ncb.stat().st_size
     tracemalloc.start()
     stats = codec.decode_file(ncb, out)
