@@ -57,9 +57,13 @@ VIDEO_FORMAT = 1
 CODEC_NAME = "video-ctx"
 ARCH = "video-ctx"
 INTRA_CODEC = "elic-gdn-vr"
-INTRA_QUALITY = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5}
+INTRA_QUALITY = {1: 3, 2: 4, 3: 5, 4: 5, 5: 5}
 """The intra codec's quality for each video quality (an encoder choice: each intra frame's
-image file states its own)."""
+image file states its own). Above the P-frames': every P-frame of a GOP inherits its intra
+frame's quality. Against the image quality equal to the video quality, on bikes, chaplin and
+realshort (32 frames, GOP 32, the P-frame weights at step 4500): video quality 1 gave 241.5
+kbps / 31.97 dB instead of 229.4 / 31.24, quality 3 325.5 / 32.89 instead of 296.6 / 32.48
+(about 10 % and 20 % fewer bits at equal PSNR-YUV)."""
 QUALITIES = tuple(INTRA_QUALITY)
 DEFAULT_QUALITY = 3
 DEFAULT_GOP = 32
