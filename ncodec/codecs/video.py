@@ -28,6 +28,7 @@ when a stream did not know its length), ``gop``, ``quality``, ``intra_codec``, `
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -36,7 +37,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator, Optional, Union
 
-import numpy as np
 import torch
 
 from ncodec.codecs import container
@@ -46,7 +46,7 @@ from ncodec.codecs.registry import CodecInfo, create, register, register_weights
 from ncodec.codecs.shipped import describe_training, seeded, shipped_weights, training_info
 from ncodec.codecs.video_gop import GOP_SUBSTREAMS, GopDecoder, GopEncoder
 from ncodec.errors import BitstreamError
-from ncodec.io.video import MAX_FRAME_PIXELS, VideoInfo, YuvFrame, open_video, rgb_to_yuv420, yuv420_to_rgb
+from ncodec.io.video import MAX_FRAME_PIXELS, YuvFrame, open_video, rgb_to_yuv420, yuv420_to_rgb
 from ncodec.models import video as video_models
 from ncodec.models import weights as weights_io
 
@@ -244,12 +244,6 @@ class VideoCodec(Codec):
         self.pframe_fingerprint = video_models.model_fingerprint(self.model)
         self.fingerprint = hashlib.sha256(f"{self.pframe_fingerprint}:{intra_fp}".encode()).hexdigest()[:32]
 
-    @classmethod
-    def from_model(cls, model: video_models.PFrameCoder, arch: str = ARCH, quality: int = DEFAULT_QUALITY,
-                   name: str = CODEC_NAME) -> "VideoCodec":
-        """A codec around a model being trained (validation)."""
-        return cls(model, quality, name=name)
-
     def __repr__(self) -> str:
         return f"VideoCodec({self.name!r}, quality={self.quality}, device={str(self.device)!r})"
 
@@ -353,14 +347,11 @@ class VideoCodec(Codec):
     def decompress(self, data: bytes, start_gop: int = 0) -> Decoded:
         """The clip as RGB float ``[T, 3, H, W]`` in [0, 1] (BT.709), ``frame_rate`` set."""
         meta, frames = self._frames_salvaging(io.BytesIO(bytes(data)), start_gop)
-        rgb = torch.stack([yuv420_to_rgb(f).clamp_(0, 1) for f in frames])
-        return Decoded(rgb, "video", frame_rate=meta["fps_num"] / meta["fps_den"], meta=meta)
+        return _rgb_decoded(meta, frames)
 
     def decode_chunks(self, header: container.Header, meta: dict, chunks: list[list[bytes]]) -> Decoded:
         gops = self.gop_decoder(meta)
-        rgb = torch.stack([yuv420_to_rgb(f).clamp_(0, 1) for i, c in enumerate(chunks)
-                           for f in gops.frames(c, _gop_frames(meta, i))])
-        return Decoded(rgb, "video", frame_rate=meta["fps_num"] / meta["fps_den"], meta=meta)
+        return _rgb_decoded(meta, (f for i, c in enumerate(chunks) for f in gops.frames(c, _gop_frames(meta, i))))
 
     def _frames_salvaging(self, f: BinaryIO, start_gop: int) -> tuple[dict, Iterator[YuvFrame]]:
         """``(meta, frames)`` of a whole file, or of a truncated one's whole GOPs (warning)."""
@@ -419,7 +410,7 @@ class VideoCodec(Codec):
         if hasattr(dst, "write"):
             raise ValueError("video is decoded to a named file (in bounded memory), not a stream")
         check_output(dst, force=force)
-        with (open(src, "rb") if not hasattr(src, "read") else _nullcontext(src)) as f:
+        with (open(src, "rb") if not hasattr(src, "read") else contextlib.nullcontext(src)) as f:
             meta, frames = self._frames_salvaging(f, start_gop)
             fps = Fraction(meta["fps_num"], meta["fps_den"])
             with VideoWriter(dst, meta["width"], meta["height"], fps, force=force) as writer:
@@ -433,15 +424,10 @@ class VideoCodec(Codec):
         return f"{text}, {meta.get('frames', '?')} frames of {meta['width']}x{meta['height']}, GOP {meta['gop']}"
 
 
-class _nullcontext:
-    def __init__(self, value):
-        self.value = value
-
-    def __enter__(self):
-        return self.value
-
-    def __exit__(self, *exc):
-        return False
+def _rgb_decoded(meta: dict, frames: Iterable[YuvFrame]) -> Decoded:
+    """Decoded frames as the clip's :class:`Decoded`: RGB float ``[T, 3, H, W]`` in [0, 1]."""
+    rgb = torch.stack([yuv420_to_rgb(f).clamp_(0, 1) for f in frames])
+    return Decoded(rgb, "video", frame_rate=meta["fps_num"] / meta["fps_den"], meta=meta)
 
 
 def _gop_frames(meta: dict, index: int) -> Optional[int]:

@@ -26,7 +26,6 @@ one resolution, a quarter of the pixels of a luma-resolution network. Sizes are 
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
@@ -239,12 +238,3 @@ register_weights_format(WeightsFormat(
     before_export=lambda model: model.update(force=True),
 ))
 
-
-def latent_bits(likelihoods: dict) -> Tensor:
-    """``-sum log2 p`` over every likelihood tensor, per batch item ``[B]``."""
-    return sum(-torch.log2(p).flatten(1).sum(1) for p in likelihoods.values())
-
-
-def psnr_from_mse(mse: float) -> float:
-    """PSNR in dB of an MSE on [0, 1] samples."""
-    return 10 * math.log10(1 / max(mse, 1e-12))

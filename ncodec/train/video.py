@@ -206,7 +206,7 @@ class VideoTask(BaseTask):
             clips.append((reader.info, [f for _, f in zip(range(self.val_frames), reader)]))
             reader.close()
         for q in range(1, len(self.lmbdas) + 1):
-            codec = VideoCodec.from_model(net, self.arch, q)
+            codec = VideoCodec(net, q)
             kbps, psnr = [], []
             for info, frames in clips:
                 data = codec.compress(frames, fps=info.fps)
