@@ -33,7 +33,7 @@ from ncodec.models import motion_coding
 from ncodec.models.motion import block_motion
 from ncodec.models.video import ALIGNMENT, BLOCK, PFrameCoder, pack_planes, predict_planes, unpack_planes
 
-__all__ = ["GOP_SUBSTREAMS", "GopDecoder", "GopEncoder", "MOTION_LAMBDA", "MOTION_SEARCH", "Planes"]
+__all__ = ["GOP_SUBSTREAMS", "GopDecoder", "GopEncoder", "MOTION_LAMBDA", "MOTION_SEARCH", "Planes", "read_gop_head"]
 
 GOP_SUBSTREAMS = ("head", "intra", "motion", "latents")
 MOTION_SEARCH = 32
@@ -182,6 +182,31 @@ class GopEncoder(_Shared):
         return [head, self.intra_file, b"".join(self.motion), b"".join(self.latents)]
 
 
+def read_gop_head(substreams: list[bytes], max_frames: int) -> tuple[int, int, list[int]]:
+    """A GOP chunk's head, checked against its substreams: ``(frames, quality, sizes)``, where
+    ``sizes`` holds per P-frame the byte sizes of its ``motion_hyper, motion, y, z`` pieces
+    (``4 * (frames - 1)`` integers). ``quality`` is not checked against a codec's ladder here.
+
+    Raises:
+        ncodec.BitstreamError: the head is damaged, holds more than ``max_frames`` frames, or
+            its sizes do not add up to the ``motion`` and ``latents`` substreams.
+    """
+    head, _, motion, latents = substreams
+    count, pos = read_varint(head, 0, "video GOP head")
+    quality, pos = read_varint(head, pos, "video GOP head")
+    if not 1 <= count <= max_frames:
+        raise BitstreamError(f"video: a GOP of {count} frames (1..{max_frames} allowed)")
+    sizes = []
+    for _ in range(_PIECES * (count - 1)):
+        size, pos = read_varint(head, pos, "video GOP head")
+        sizes.append(size)
+    if pos != len(head):
+        raise BitstreamError("video: the GOP head has trailing bytes")
+    if sum(sizes[0::4]) + sum(sizes[1::4]) != len(motion) or sum(sizes[2::4]) + sum(sizes[3::4]) != len(latents):
+        raise BitstreamError("video: the GOP's piece sizes do not add up to its substreams")
+    return count, quality, sizes
+
+
 class GopDecoder(_Shared):
     """Decodes GOP chunks of one clip (the models and frame size of its header)."""
 
@@ -200,22 +225,11 @@ class GopDecoder(_Shared):
         if len(substreams) != len(GOP_SUBSTREAMS):
             raise BitstreamError(f"video: a GOP has {len(GOP_SUBSTREAMS)} substreams, this one {len(substreams)}")
         head, intra_file, motion, latents = substreams
-        count, pos = read_varint(head, 0, "video GOP head")
-        quality, pos = read_varint(head, pos, "video GOP head")
-        if not 1 <= count <= self.max_frames:
-            raise BitstreamError(f"video: a GOP of {count} frames (1..{self.max_frames} allowed)")
+        count, quality, sizes = read_gop_head(substreams, self.max_frames)
         if expected is not None and count != expected:
             raise BitstreamError(f"video: a GOP of {count} frames where the header makes it {expected}")
         if quality not in self.qualities:
             raise BitstreamError(f"video: GOP quality {quality} is not one of {list(self.qualities)}")
-        sizes = []
-        for _ in range(_PIECES * (count - 1)):
-            size, pos = read_varint(head, pos, "video GOP head")
-            sizes.append(size)
-        if pos != len(head):
-            raise BitstreamError("video: the GOP head has trailing bytes")
-        if sum(sizes[0::4]) + sum(sizes[1::4]) != len(motion) or sum(sizes[2::4]) + sum(sizes[3::4]) != len(latents):
-            raise BitstreamError("video: the GOP's piece sizes do not add up to its substreams")
         with torch.inference_mode():
             ref = self.intra_planes(intra_file)
         yield ref.frame(self.height, self.width)
