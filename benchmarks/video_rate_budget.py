@@ -32,8 +32,9 @@ def split_bytes(data: bytes, max_frames: int) -> tuple[dict[str, int], list[int]
     _, chunks = container.unpack(data)
     parts = dict.fromkeys(PARTS, 0)
     gops = []
-    for head, intra, motion, latents in chunks:
-        count, _, sizes = read_gop_head([head, intra, motion, latents], max_frames)
+    for chunk in chunks:
+        count, _, sizes = read_gop_head(chunk, max_frames)
+        head, intra, motion, latents = chunk
         gops.append(count)
         parts["head"] += len(head)
         parts["intra"] += len(intra)

@@ -188,9 +188,12 @@ def read_gop_head(substreams: list[bytes], max_frames: int) -> tuple[int, int, l
     (``4 * (frames - 1)`` integers). ``quality`` is not checked against a codec's ladder here.
 
     Raises:
-        ncodec.BitstreamError: the head is damaged, holds more than ``max_frames`` frames, or
-            its sizes do not add up to the ``motion`` and ``latents`` substreams.
+        ncodec.BitstreamError: the chunk does not have :data:`GOP_SUBSTREAMS`, its head is
+            damaged or holds more than ``max_frames`` frames, or its sizes do not add up to the
+            ``motion`` and ``latents`` substreams.
     """
+    if len(substreams) != len(GOP_SUBSTREAMS):
+        raise BitstreamError(f"video: a GOP has {len(GOP_SUBSTREAMS)} substreams, this one {len(substreams)}")
     head, _, motion, latents = substreams
     count, pos = read_varint(head, 0, "video GOP head")
     quality, pos = read_varint(head, pos, "video GOP head")
@@ -222,10 +225,8 @@ class GopDecoder(_Shared):
         Raises:
             ncodec.BitstreamError: the chunk is damaged or does not fit the clip.
         """
-        if len(substreams) != len(GOP_SUBSTREAMS):
-            raise BitstreamError(f"video: a GOP has {len(GOP_SUBSTREAMS)} substreams, this one {len(substreams)}")
-        head, intra_file, motion, latents = substreams
         count, quality, sizes = read_gop_head(substreams, self.max_frames)
+        _, intra_file, motion, latents = substreams
         if expected is not None and count != expected:
             raise BitstreamError(f"video: a GOP of {count} frames where the header makes it {expected}")
         if quality not in self.qualities:
