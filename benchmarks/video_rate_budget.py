@@ -80,10 +80,10 @@ def main() -> None:
             data = codec.compress(frames, fps, gop=args.gop)
             parts, gops = split_bytes(data, args.gop)
             quality = [psnr_yuv(a, b)["psnr_yuv"] for a, b in zip(frames, codec.decompress_frames(data))]
-            starts = np.cumsum([0, *gops[:-1]])
+            starts = np.cumsum([0, *gops[:-1]]).tolist()
             intra = [quality[s] for s in starts]
             last = [quality[s + n - 1] for s, n in zip(starts, gops) if n > 1]
-            p_frames = [v for i, v in enumerate(quality) if i not in set(starts.tolist())]
+            p_frames = [v for s, n in zip(starts, gops) for v in quality[s + 1:s + n]]
             kbps = {k: 8 * v / seconds / 1000 for k, v in parts.items()}
             for k, v in parts.items():
                 totals[q][k] += 8 * v
